@@ -1,0 +1,143 @@
+//! The command line (DESIGN §5): argument types and one function per command.
+//! Exit codes: 0 ok, 1 problems found, 2 bad usage.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::diagnostic::Severity;
+use crate::project::{Project, Sources};
+
+#[derive(Debug, Parser)]
+#[command(name = "tidings", version, about = "Member-lifecycle marketing journeys, defined in git")]
+pub struct Cli {
+    /// The config file; defaults apply when `tidings.toml` is absent.
+    #[arg(long, global = true, default_value = "tidings.toml", env = "TIDINGS_CONFIG")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check journeys and templates; print every problem with file:line:col.
+    Validate {
+        /// Journey files or folders, and a templates folder (default: the config's).
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = DiagnosticFormat::Full)]
+        format: DiagnosticFormat,
+    },
+    /// Print the JSON Schema of a journey file (for editor autocomplete).
+    Schema,
+    /// Run the service. For now: load and validate the journeys, then stop (the engine is not built yet).
+    Serve,
+    /// Create or update the database schema.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiagnosticFormat {
+    /// rustc-style: the source line with a caret and a hint.
+    Full,
+    /// One line per problem: `file:line:col: severity[CODE] message`.
+    Short,
+    /// One JSON object per problem.
+    Json,
+}
+
+/// Runs a command and returns its exit code; errors are reported by `main`.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let explicit_config =
+        std::env::var_os("TIDINGS_CONFIG").is_some() || cli.config != std::path::Path::new("tidings.toml");
+    let config = Config::load(&cli.config, explicit_config, |key| std::env::var(key).ok())
+        .with_context(|| format!("loading config {}", cli.config.display()))?;
+    match cli.command {
+        Command::Validate { paths, format } => validate(&config, &paths, format),
+        Command::Schema => {
+            let schema = serde_json::to_string_pretty(&crate::journey::json_schema())?;
+            writeln!(std::io::stdout(), "{schema}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => serve(&config),
+        Command::Migrate => migrate(&config).await,
+    }
+}
+
+fn load_project(config: &Config, paths: &[PathBuf]) -> anyhow::Result<Project> {
+    let sources = if paths.is_empty() {
+        Sources::standard(&config.workflows_dir, &config.templates_dir)
+            .with_context(|| format!("reading {}", config.workflows_dir.display()))?
+    } else {
+        Sources::from_paths(paths)?
+    };
+    Ok(Project::load(&sources, config.timezone()))
+}
+
+fn validate(config: &Config, paths: &[PathBuf], format: DiagnosticFormat) -> anyhow::Result<ExitCode> {
+    let project = load_project(config, paths)?;
+    let mut out = std::io::stdout().lock();
+    for d in &project.diagnostics {
+        match format {
+            DiagnosticFormat::Full => writeln!(out, "{}", d.render())?,
+            DiagnosticFormat::Short => writeln!(out, "{}", d.render_short())?,
+            DiagnosticFormat::Json => {
+                let (line, column) = d.line_col();
+                let json = serde_json::json!({
+                    "code": d.code, "severity": d.severity, "message": d.message,
+                    "file": d.file.path(), "line": line, "column": column, "hint": d.hint,
+                });
+                writeln!(out, "{json}")?;
+            }
+        }
+    }
+    let (errors, warnings) = (project.count(Severity::Error), project.count(Severity::Warning));
+    if format != DiagnosticFormat::Json {
+        writeln!(
+            out,
+            "checked {} journeys and {} templates: {} {}, {} {}",
+            project.journey_files,
+            project.templates.len(),
+            errors,
+            plural(errors, "error"),
+            warnings,
+            plural(warnings, "warning"),
+        )?;
+    }
+    Ok(if errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn serve(config: &Config) -> anyhow::Result<ExitCode> {
+    let project = load_project(config, &[])?;
+    for d in &project.diagnostics {
+        eprintln!("{}", d.render());
+    }
+    let errors = project.count(Severity::Error);
+    if errors > 0 {
+        anyhow::bail!("{errors} {} in the journeys; fix them and start again", plural(errors, "error"));
+    }
+    for j in &project.journeys {
+        tracing::info!(journey = %j.id, version = %j.version, steps = j.steps.len(), "loaded journey");
+    }
+    println!(
+        "loaded {} journeys and {} templates from {} and {}; the engine is not built yet, so nothing runs and serve stops here",
+        project.journeys.len(),
+        project.templates.len(),
+        config.workflows_dir.display(),
+        config.templates_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
+    crate::store::migrate(&config.database_url).await.with_context(|| format!("migrating {}", config.database_url))?;
+    println!("database {} is up to date", config.database_url);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 { word.to_string() } else { format!("{word}s") }
+}

@@ -1,0 +1,426 @@
+//! Compiling an audience condition to a parameterised `WHERE` fragment over the members
+//! table aliased `m`, for SQLite and PostgreSQL, with the meaning `eval` gives it.
+//!
+//! Every value a marketer wrote (strings, numbers, booleans, attribute names, the bounds
+//! computed from `now`) is a bound parameter; the SQL text holds only column names from
+//! the schema, operators and placeholders.
+//!
+//! How the rules of `eval.rs` become SQL:
+//! - `and`/`or`/`not` and comparisons use SQL's own three-valued logic; `x == null` is
+//!   `IS NULL`.
+//! - `days_since(f) OP n` becomes a range on the bare column against a bound timestamp, so
+//!   it can use the column's index: `days_since(f) > n` ⟺ `f <= now − (n+1)·24h`.
+//! - `attributes.x` is extracted only when its JSON type matches the type it is compared
+//!   with (`json_type`/`json_extract` with a bound path `$."x"` on SQLite,
+//!   `jsonb_typeof(m.attributes -> $N)` and `->>` on PostgreSQL), and is NULL otherwise.
+//! - Text is ordered by bytes: SQLite's default `BINARY` collation, `COLLATE "C"` on
+//!   PostgreSQL.
+//! - Timestamps are bound as `store::codec::sqlite_timestamp` text on SQLite (the format
+//!   of the column) and as `TIMESTAMPTZ` on PostgreSQL.
+
+use chrono::{DateTime, Datelike, Utc};
+use sqlx::postgres::PgArguments;
+use sqlx::query::{Query, QueryAs, QueryScalar};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Postgres, Sqlite};
+
+use super::ConditionError;
+use super::ast::{CompareOp, Expr, ExprKind, Literal};
+use super::check::{Scope, check};
+use super::resolve::{self, Kind, Operand, TimestampRef, Ty, comparison_kind};
+use crate::diagnostic::Severity;
+use crate::store::codec::sqlite_timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A WHERE-clause fragment over the members table aliased `m`, with its bound parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlFilter {
+    pub sql: String,
+    /// In placeholder order: `params[i]` is placeholder `first_param + i`.
+    pub params: Vec<SqlParam>,
+}
+
+/// A bound value. Bind with [`BindSql`] (or [`SqlParam::bind_sqlite`] /
+/// [`SqlParam::bind_postgres`]) so each engine gets its own encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlParam {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Timestamp(DateTime<Utc>),
+}
+
+/// Compiles an audience condition to SQL. Placeholders are numbered from `first_param`
+/// (`?N` on SQLite, `$N` on PostgreSQL) so the fragment can be embedded in a larger query.
+///
+/// Fails with the first error [`check`] reports for an audience (e.g. `C008` for
+/// `days_until_birthday`, `C006` for `opened()` or `event.*`).
+pub fn to_sql(
+    expr: &Expr,
+    dialect: Dialect,
+    now: DateTime<Utc>,
+    first_param: usize,
+) -> Result<SqlFilter, ConditionError> {
+    let audience = Scope { event: false, steps: None, sql: true };
+    if let Some(error) = check(expr, &audience).into_iter().find(|e| e.severity == Severity::Error) {
+        return Err(error);
+    }
+    let mut compiler = Compiler { dialect, now, next: first_param, params: Vec::new() };
+    let sql = compiler.condition(expr)?;
+    Ok(SqlFilter { sql, params: compiler.params })
+}
+
+const TRUE: &str = "(1 = 1)";
+const FALSE: &str = "(1 = 0)";
+
+struct Compiler {
+    dialect: Dialect,
+    now: DateTime<Utc>,
+    next: usize,
+    params: Vec<SqlParam>,
+}
+
+/// A bound on a timestamp column: `now − k days`, or beyond every stored timestamp
+/// (years 1 to 9999, which the SQLite text format can order).
+enum Bound {
+    At(DateTime<Utc>),
+    BeforeAll,
+    AfterAll,
+}
+
+fn unsupported(expr: &Expr, what: &str) -> ConditionError {
+    ConditionError::error("C008", expr.span, format!("{what} cannot run in the database"))
+}
+
+impl Compiler {
+    fn param(&mut self, value: SqlParam) -> String {
+        let n = self.next;
+        self.next += 1;
+        self.params.push(value);
+        match self.dialect {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    fn condition(&mut self, expr: &Expr) -> Result<String, ConditionError> {
+        Ok(match &expr.kind {
+            ExprKind::And(a, b) => format!("({} AND {})", self.condition(a)?, self.condition(b)?),
+            ExprKind::Or(a, b) => format!("({} OR {})", self.condition(a)?, self.condition(b)?),
+            ExprKind::Not(inner) => format!("(NOT {})", self.condition(inner)?),
+            ExprKind::Compare { op, left, right, .. } => self.compare(expr, *op, left, right)?,
+            ExprKind::In { value, list, negated } => {
+                let found = self.in_list(value, list)?;
+                if *negated { format!("(NOT {found})") } else { found }
+            }
+            ExprKind::Call(call) if call.name.name == "has_tag" => {
+                let [Expr { kind: ExprKind::Literal(Literal::String(tag)), .. }] = call.args.as_slice() else {
+                    return Err(unsupported(expr, "this `has_tag`"));
+                };
+                let tag = self.param(SqlParam::Text(tag.clone()));
+                format!("EXISTS (SELECT 1 FROM member_tags t WHERE t.member_id = m.id AND t.tag = {tag})")
+            }
+            _ => match resolve::operand(expr)? {
+                Operand::Column(field) if field.ty == crate::schema::FieldType::Bool => match self.dialect {
+                    Dialect::Sqlite => format!("(m.{} = 1)", field.name),
+                    Dialect::Postgres => format!("m.{}", field.name),
+                },
+                Operand::Literal(Literal::Bool(b)) => (if *b { TRUE } else { FALSE }).to_string(),
+                Operand::Attribute(path) => self.attribute(path, Kind::Bool),
+                _ => return Err(unsupported(expr, &format!("`{expr}`"))),
+            },
+        })
+    }
+
+    fn compare(&mut self, expr: &Expr, op: CompareOp, left: &Expr, right: &Expr) -> Result<String, ConditionError> {
+        let (l, r) = (resolve::operand(left)?, resolve::operand(right)?);
+        let kind = comparison_kind(op, &l, &r)
+            .map_err(|m| ConditionError::error("C003", expr.span, m.message).with_optional_hint(m.hint))?;
+        match kind {
+            Kind::NullTest => {
+                let null = match (&l, &r) {
+                    (Operand::Literal(Literal::Null), Operand::Literal(Literal::Null)) => TRUE.to_string(),
+                    (Operand::Literal(Literal::Null), other) | (other, _) => self.is_null(expr, other)?,
+                };
+                Ok(if op == CompareOp::Eq { null } else { format!("(NOT {null})") })
+            }
+            Kind::Days => {
+                let (days, op, number) = if l.ty() == Ty::Days { (&l, op, &r) } else { (&r, op.flip(), &l) };
+                let n = match number {
+                    Operand::Literal(Literal::Int(n)) => *n,
+                    Operand::Literal(Literal::Duration(d)) => {
+                        d.as_whole_days().ok_or_else(|| unsupported(expr, "this comparison"))?
+                    }
+                    _ => return Err(unsupported(expr, "comparing a number of days with a non-literal")),
+                };
+                match days {
+                    Operand::DaysSince(TimestampRef::Member(field)) => {
+                        Ok(self.days_since(&format!("m.{}", field.name), op, n))
+                    }
+                    _ => Err(unsupported(expr, &format!("`{expr}`"))),
+                }
+            }
+            Kind::Num | Kind::Str | Kind::Bool | Kind::Timestamp => {
+                let ls = self.value(expr, &l, kind)?;
+                let rs = self.value(expr, &r, kind)?;
+                let collate = if kind == Kind::Str && op.is_ordering() && self.dialect == Dialect::Postgres {
+                    " COLLATE \"C\""
+                } else {
+                    ""
+                };
+                Ok(format!("({ls}{collate} {} {rs})", sql_op(op)))
+            }
+        }
+    }
+
+    /// `value in [a, b]` as `value == a OR value == b`, or `IN (..)` on a plain column.
+    fn in_list(&mut self, value: &Expr, list: &[Expr]) -> Result<String, ConditionError> {
+        if let Operand::Column(field) = resolve::operand(value)? {
+            let literals: Option<Vec<SqlParam>> = list
+                .iter()
+                .map(|item| match (&item.kind, field.ty) {
+                    (ExprKind::Literal(Literal::String(s)), crate::schema::FieldType::String) => {
+                        Some(SqlParam::Text(s.clone()))
+                    }
+                    (ExprKind::Literal(Literal::Int(n)), crate::schema::FieldType::Int) => Some(SqlParam::Int(*n)),
+                    _ => None,
+                })
+                .collect();
+            if let Some(literals) = literals {
+                let placeholders: Vec<String> = literals.into_iter().map(|p| self.param(p)).collect();
+                return Ok(format!("(m.{} IN ({}))", field.name, placeholders.join(", ")));
+            }
+        }
+        let mut alternatives = Vec::with_capacity(list.len());
+        for item in list {
+            let span = value.span.to(item.span);
+            alternatives.push(self.compare(
+                &Expr { kind: ExprKind::Literal(Literal::Null), span },
+                CompareOp::Eq,
+                value,
+                item,
+            )?);
+        }
+        Ok(format!("({})", alternatives.join(" OR ")))
+    }
+
+    /// SQL that is true when the operand is null, and never unknown.
+    fn is_null(&mut self, expr: &Expr, operand: &Operand) -> Result<String, ConditionError> {
+        Ok(match operand {
+            Operand::Column(field) | Operand::DaysSince(TimestampRef::Member(field)) => {
+                format!("(m.{} IS NULL)", field.name)
+            }
+            Operand::Attribute(path) => {
+                let path = self.json_path(path);
+                match self.dialect {
+                    Dialect::Sqlite => format!("(COALESCE(json_type(m.attributes, {}), 'null') = 'null')", path.sqlite),
+                    Dialect::Postgres => format!("(COALESCE(jsonb_typeof({}), 'null') = 'null')", path.object),
+                }
+            }
+            Operand::Condition(condition) => format!("({} IS NULL)", self.condition(condition)?),
+            Operand::Literal(_) => FALSE.to_string(),
+            _ => return Err(unsupported(expr, &format!("`{expr}`"))),
+        })
+    }
+
+    /// An operand as an SQL value of the comparison's kind.
+    fn value(&mut self, expr: &Expr, operand: &Operand, kind: Kind) -> Result<String, ConditionError> {
+        Ok(match operand {
+            Operand::Literal(literal) => {
+                let param = match literal {
+                    Literal::Int(n) => SqlParam::Int(*n),
+                    Literal::Decimal(x) => SqlParam::Float(*x),
+                    Literal::String(s) => SqlParam::Text(s.clone()),
+                    Literal::Bool(b) => SqlParam::Bool(*b),
+                    Literal::Null | Literal::Duration(_) => return Err(unsupported(expr, &format!("`{expr}`"))),
+                };
+                self.param(param)
+            }
+            Operand::Column(field) => format!("m.{}", field.name),
+            Operand::Attribute(path) => self.attribute(path, kind),
+            Operand::Condition(condition) => self.condition(condition)?,
+            _ => return Err(unsupported(expr, &format!("`{expr}`"))),
+        })
+    }
+
+    /// `attributes.path` as a value of `kind`, NULL when its JSON type is another.
+    fn attribute(&mut self, path: &[super::ast::Ident], kind: Kind) -> String {
+        let path = self.json_path(path);
+        match self.dialect {
+            Dialect::Sqlite => {
+                let (p, attrs) = (&path.sqlite, "m.attributes");
+                match kind {
+                    Kind::Num => format!(
+                        "(CASE WHEN json_type({attrs}, {p}) IN ('integer', 'real') THEN json_extract({attrs}, {p}) END)"
+                    ),
+                    Kind::Str => {
+                        format!("(CASE WHEN json_type({attrs}, {p}) = 'text' THEN json_extract({attrs}, {p}) END)")
+                    }
+                    _ => format!("(CASE json_type({attrs}, {p}) WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)"),
+                }
+            }
+            Dialect::Postgres => {
+                let (object, text) = (&path.object, &path.text);
+                match kind {
+                    Kind::Num => format!("(CASE WHEN jsonb_typeof({object}) = 'number' THEN ({text})::numeric END)"),
+                    Kind::Str => format!("(CASE WHEN jsonb_typeof({object}) = 'string' THEN {text} END)"),
+                    _ => format!("(CASE WHEN jsonb_typeof({object}) = 'boolean' THEN ({text})::boolean END)"),
+                }
+            }
+        }
+    }
+
+    fn json_path(&mut self, path: &[super::ast::Ident]) -> JsonPath {
+        match self.dialect {
+            Dialect::Sqlite => {
+                let text: String = path.iter().map(|segment| format!(".\"{}\"", segment.name)).collect();
+                JsonPath {
+                    sqlite: self.param(SqlParam::Text(format!("${text}"))),
+                    object: String::new(),
+                    text: String::new(),
+                }
+            }
+            Dialect::Postgres => {
+                let keys: Vec<String> =
+                    path.iter().map(|segment| self.param(SqlParam::Text(segment.name.clone()))).collect();
+                let (last, init) = keys.split_last().expect("an attribute path has a name");
+                let prefix: String = init.iter().map(|k| format!(" -> {k}")).collect();
+                JsonPath {
+                    sqlite: String::new(),
+                    object: format!("m.attributes{prefix} -> {last}"),
+                    text: format!("m.attributes{prefix} ->> {last}"),
+                }
+            }
+        }
+    }
+
+    /// `days_since(column) OP n` as a range on the column.
+    fn days_since(&mut self, column: &str, op: CompareOp, n: i64) -> String {
+        // floor((now − f) / D) ≥ k  ⟺  f ≤ now − k·D
+        let at_least = |this: &mut Self, k: Option<i64>| this.bound_compare(column, "<=", k);
+        let below = |this: &mut Self, k: Option<i64>| this.bound_compare(column, ">", k);
+        let next = n.checked_add(1);
+        match op {
+            CompareOp::Gt => at_least(self, next),
+            CompareOp::Ge => at_least(self, Some(n)),
+            CompareOp::Lt => below(self, Some(n)),
+            CompareOp::Le => below(self, next),
+            CompareOp::Eq => {
+                let low = at_least(self, Some(n));
+                let high = below(self, next);
+                format!("({low} AND {high})")
+            }
+            CompareOp::Ne => {
+                let low = below(self, Some(n));
+                let high = at_least(self, next);
+                format!("({low} OR {high})")
+            }
+        }
+    }
+
+    /// `column <= now − k days` or `column > now − k days` (`k` None: beyond i64).
+    fn bound_compare(&mut self, column: &str, op: &str, k: Option<i64>) -> String {
+        let bound = match k.and_then(|k| self.days_ago(k)) {
+            Some(at) if (1..=9999).contains(&at.year()) => Bound::At(at),
+            // Overflow only happens for `n + 1` with n = i64::MAX: far in the past.
+            _ if k.is_none_or(|k| k > 0) => Bound::BeforeAll,
+            _ => Bound::AfterAll,
+        };
+        let constant = |holds: bool| {
+            let value = if holds { TRUE } else { FALSE };
+            format!("(CASE WHEN {column} IS NULL THEN NULL ELSE {value} END)")
+        };
+        match (bound, op) {
+            (Bound::At(at), op) => {
+                let placeholder = self.param(SqlParam::Timestamp(at));
+                format!("({column} {op} {placeholder})")
+            }
+            (Bound::BeforeAll, "<=") | (Bound::AfterAll, ">") => constant(false),
+            _ => constant(true),
+        }
+    }
+
+    /// `now − k days`, floored to the microsecond both engines store.
+    fn days_ago(&self, k: i64) -> Option<DateTime<Utc>> {
+        let at = self.now.checked_sub_signed(chrono::Duration::try_seconds(k.checked_mul(86_400)?)?)?;
+        let sub_micro = i64::from(at.timestamp_subsec_nanos() % 1_000);
+        at.checked_sub_signed(chrono::Duration::nanoseconds(sub_micro))
+    }
+}
+
+struct JsonPath {
+    /// SQLite: the placeholder of a bound `$."a"."b"` path.
+    sqlite: String,
+    /// PostgreSQL: `m.attributes -> $1 -> $2` (jsonb) and `m.attributes -> $1 ->> $2` (text).
+    object: String,
+    text: String,
+}
+
+fn sql_op(op: CompareOp) -> &'static str {
+    match op {
+        CompareOp::Eq => "=",
+        CompareOp::Ne => "<>",
+        CompareOp::Lt => "<",
+        CompareOp::Le => "<=",
+        CompareOp::Gt => ">",
+        CompareOp::Ge => ">=",
+    }
+}
+
+/// Binding [`SqlParam`]s to a sqlx query, encoded for the query's engine.
+pub trait BindSql: Sized {
+    fn bind_sql(self, param: &SqlParam) -> Self;
+
+    /// Binds all of a filter's parameters, in order.
+    fn bind_filter(self, filter: &SqlFilter) -> Self {
+        filter.params.iter().fold(self, |query, param| query.bind_sql(param))
+    }
+}
+
+macro_rules! impl_bind_sql {
+    ($(impl<$($generic:tt),*> for $query:ty => $timestamp:path;)*) => {$(
+        impl<$($generic),*> BindSql for $query {
+            fn bind_sql(self, param: &SqlParam) -> Self {
+                match param {
+                    SqlParam::Text(text) => self.bind(text.clone()),
+                    SqlParam::Int(n) => self.bind(*n),
+                    SqlParam::Float(x) => self.bind(*x),
+                    SqlParam::Bool(b) => self.bind(*b),
+                    SqlParam::Timestamp(at) => self.bind($timestamp(*at)),
+                }
+            }
+        }
+    )*};
+}
+
+impl_bind_sql! {
+    impl<'q> for Query<'q, Sqlite, SqliteArguments> => sqlite_timestamp;
+    impl<'q, O> for QueryAs<'q, Sqlite, O, SqliteArguments> => sqlite_timestamp;
+    impl<'q, O> for QueryScalar<'q, Sqlite, O, SqliteArguments> => sqlite_timestamp;
+    impl<'q> for Query<'q, Postgres, PgArguments> => postgres_timestamp;
+    impl<'q, O> for QueryAs<'q, Postgres, O, PgArguments> => postgres_timestamp;
+    impl<'q, O> for QueryScalar<'q, Postgres, O, PgArguments> => postgres_timestamp;
+}
+
+/// PostgreSQL takes the instant as `TIMESTAMPTZ`.
+fn postgres_timestamp(at: DateTime<Utc>) -> DateTime<Utc> {
+    at
+}
+
+impl SqlParam {
+    /// Binds this value to a SQLite query (a timestamp as the column's text format).
+    pub fn bind_sqlite<'q>(&self, query: Query<'q, Sqlite, SqliteArguments>) -> Query<'q, Sqlite, SqliteArguments> {
+        query.bind_sql(self)
+    }
+
+    /// Binds this value to a PostgreSQL query.
+    pub fn bind_postgres<'q>(&self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+        query.bind_sql(self)
+    }
+}

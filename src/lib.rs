@@ -1,0 +1,22 @@
+//! tidings — member-lifecycle marketing journeys defined in git.
+//!
+//! The pure core (no I/O beyond reading the files it is given, no clock):
+//! [`source`], [`diagnostic`], [`duration`], [`schedule`], [`schema`], [`member`],
+//! [`channel`], [`condition`], [`journey`], [`template`], [`project`].
+//! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`cli`].
+//! See ARCHITECTURE.md for the map and its invariants.
+
+pub mod channel;
+pub mod cli;
+pub mod condition;
+pub mod config;
+pub mod diagnostic;
+pub mod duration;
+pub mod journey;
+pub mod member;
+pub mod project;
+pub mod schedule;
+pub mod schema;
+pub mod source;
+pub mod store;
+pub mod template;
