@@ -42,6 +42,8 @@ pub struct LifecycleThresholds {
     pub dormant_after: String,
     /// Last order at least this long ago: `churned`.
     pub churned_after: String,
+    /// The expected years of a customer relationship, for `clv` (DESIGN §1).
+    pub clv_years: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,7 +74,12 @@ impl Default for Config {
 
 impl Default for LifecycleThresholds {
     fn default() -> Self {
-        LifecycleThresholds { new_within: "30d".into(), dormant_after: "60d".into(), churned_after: "180d".into() }
+        LifecycleThresholds {
+            new_within: "30d".into(),
+            dormant_after: "60d".into(),
+            churned_after: "180d".into(),
+            clv_years: 3.0,
+        }
     }
 }
 
@@ -154,6 +161,9 @@ impl Config {
             ("lifecycle.churned_after", &self.lifecycle.churned_after),
         ] {
             Duration::parse(value).map_err(|e| invalid(key, e.to_string()))?;
+        }
+        if !(self.lifecycle.clv_years > 0.0 && self.lifecycle.clv_years <= 100.0) {
+            return Err(invalid("lifecycle.clv_years", format!("{} is not a number of years", self.lifecycle.clv_years)));
         }
         for (channel, window) in &self.policies.quiet_hours {
             let ok = window.split_once('-').is_some_and(|(a, b)| {

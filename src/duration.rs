@@ -20,6 +20,8 @@ pub enum DurationError {
     MissingNumber(String),
     #[error("`{0}` is too long")]
     Overflow(String),
+    #[error("write `{short}`, not `{text}`")]
+    SpelledOut { text: String, short: String },
 }
 
 impl DurationError {
@@ -64,6 +66,9 @@ impl Duration {
         if body.is_empty() {
             return Err(DurationError::Empty);
         }
+        if let Some(short) = spelled_out(body) {
+            return Err(DurationError::SpelledOut { text: text.to_string(), short });
+        }
         let mut total: i64 = 0;
         let mut number = String::new();
         for c in body.chars() {
@@ -89,6 +94,22 @@ impl Duration {
         }
         Ok(Duration { seconds: if negative { -total } else { total } })
     }
+}
+
+/// `3 days` → `3d`: what a marketer probably meant by a spelled-out unit.
+fn spelled_out(text: &str) -> Option<String> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, word) = text.split_at(split);
+    let word = word.trim().to_ascii_lowercase();
+    let unit = match word.trim_end_matches('s') {
+        "week" | "wk" => 'w',
+        "day" => 'd',
+        "hour" | "hr" => 'h',
+        "minute" | "min" => 'm',
+        "second" | "sec" => 's',
+        _ => return None,
+    };
+    (!number.is_empty()).then(|| format!("{number}{unit}"))
 }
 
 impl fmt::Display for Duration {
@@ -127,7 +148,11 @@ mod tests {
     #[test]
     fn rejects_what_is_not_a_duration() {
         assert_eq!(Duration::parse("3").unwrap_err(), DurationError::MissingUnit("3".into()));
-        assert!(matches!(Duration::parse("3 days"), Err(DurationError::UnknownUnit { .. })));
+        assert_eq!(
+            Duration::parse("3 days").unwrap_err(),
+            DurationError::SpelledOut { text: "3 days".into(), short: "3d".into() }
+        );
+        assert!(matches!(Duration::parse("3x"), Err(DurationError::UnknownUnit { .. })));
         assert_eq!(Duration::parse("").unwrap_err(), DurationError::Empty);
         assert!(matches!(Duration::parse("d"), Err(DurationError::MissingNumber(_))));
         assert!(matches!(Duration::parse("99999999999999999999d"), Err(DurationError::Overflow(_))));

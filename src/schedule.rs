@@ -29,9 +29,20 @@ impl CronSchedule {
         if fields.len() != 5 {
             return Err(CronError::FieldCount(fields.len()));
         }
+        const RANGES: [(&str, u32, u32); 5] =
+            [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
+        for (field, (name, min, max)) in fields.iter().zip(RANGES) {
+            let numbers = field.split([',', '-', '/']).filter_map(|n| n.parse::<u32>().ok());
+            for n in numbers {
+                if !(min..=max).contains(&n) && !field.contains(&format!("/{n}")) {
+                    return Err(CronError::Invalid(format!("{name} {n} is outside {min}-{max}")));
+                }
+            }
+        }
         let weekday = translate_weekdays(fields[4])?;
         let full = format!("0 {} {} {} {} {}", fields[0], fields[1], fields[2], fields[3], weekday);
-        let schedule = cron::Schedule::from_str(&full).map_err(|e| CronError::Invalid(e.to_string()))?;
+        let schedule = cron::Schedule::from_str(&full)
+            .map_err(|_| CronError::Invalid(format!("`{expression}` is not a crontab schedule")))?;
         Ok(CronSchedule { expression: expression.to_string(), schedule })
     }
 
@@ -115,6 +126,11 @@ mod tests {
     fn rejects_six_fields_and_nonsense() {
         assert_eq!(CronSchedule::parse("0 0 10 * * *").unwrap_err(), CronError::FieldCount(6));
         assert!(matches!(CronSchedule::parse("61 * * * *"), Err(CronError::Invalid(_))));
+        assert_eq!(
+            CronSchedule::parse("0 25 * * *").unwrap_err().to_string(),
+            "invalid cron schedule: hour 25 is outside 0-23"
+        );
         assert!(matches!(CronSchedule::parse("0 10 * * 8"), Err(CronError::Invalid(_))));
+        assert!(matches!(CronSchedule::parse("0 10 * * funday"), Err(CronError::Invalid(_))));
     }
 }

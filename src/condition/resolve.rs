@@ -52,21 +52,6 @@ pub(crate) enum Ty {
 }
 
 impl Ty {
-    pub(crate) fn describe(self) -> &'static str {
-        match self {
-            Ty::Str => "string",
-            Ty::Num => "number",
-            Ty::Bool => "boolean",
-            Ty::Timestamp => "timestamp",
-            Ty::Date => "date",
-            Ty::List => "list",
-            Ty::Json => "JSON value",
-            Ty::Days => "number of days",
-            Ty::Null => "null",
-            Ty::Duration => "duration",
-        }
-    }
-
     pub(crate) fn with_article(self) -> &'static str {
         match self {
             Ty::Str => "a string",

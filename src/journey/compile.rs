@@ -30,7 +30,7 @@ pub struct Context<'a> {
 
 /// Compiles one journey file. The journey is `None` when any error was found.
 pub fn compile(file: &Arc<SourceFile>, context: &Context) -> (Option<Journey>, Vec<Diagnostic>) {
-    let mut compiler = Compiler { file: Arc::clone(file), context, diagnostics: Vec::new() };
+    let mut compiler = Compiler { file: Arc::clone(file), context, journey_id: String::new(), diagnostics: Vec::new() };
     let journey = match serde_saphyr::from_str::<JourneyFile>(file.text()) {
         Ok(parsed) => compiler.journey(parsed),
         Err(error) => {
@@ -51,6 +51,7 @@ pub fn version_of(text: &str) -> String {
 struct Compiler<'a> {
     file: Arc<SourceFile>,
     context: &'a Context<'a>,
+    journey_id: String,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -100,12 +101,6 @@ impl Compiler<'_> {
     fn error_at(&mut self, code: &'static str, text: &Text, message: impl Into<String>, hint: Option<String>) {
         let span = self.value_span(text);
         let d = Diagnostic::error(code, &self.file, span, message).with_optional_hint(hint);
-        self.report(d);
-    }
-
-    fn warning_at(&mut self, code: &'static str, text: &Text, message: impl Into<String>, hint: Option<String>) {
-        let span = self.value_span(text);
-        let d = Diagnostic::warning(code, &self.file, span, message).with_optional_hint(hint);
         self.report(d);
     }
 
@@ -227,6 +222,7 @@ impl Compiler<'_> {
     // ---- the journey -------------------------------------------------------------------
 
     fn journey(&mut self, file: JourneyFile) -> Option<Journey> {
+        self.journey_id = file.id.value.clone();
         let expected_id = self.file.path().file_stem().map(|s| s.to_string_lossy().into_owned());
         if let Some(expected) = &expected_id
             && *expected != file.id.value
@@ -597,7 +593,7 @@ impl Compiler<'_> {
             }
         };
         let channel = channel?;
-        let used_by = format!("step `{step_id}`");
+        let used_by = format!("journey `{}` step `{step_id}`", self.journey_id);
         let mut ok = true;
         for (variant, template_text) in &variants {
             if !self.context.templates.has(&variant.template, channel) {
@@ -831,5 +827,10 @@ fn plain_message(error: &serde_saphyr::Error) -> String {
         Some((_, message)) => message,
         None => text,
     };
-    text.lines().next().unwrap_or_default().to_string()
+    let first = text.lines().next().unwrap_or_default();
+    // The parser repeats the position at the end; we print our own.
+    match first.rfind(" at line ") {
+        Some(at) => first[..at].to_string(),
+        None => first.to_string(),
+    }
 }

@@ -210,7 +210,7 @@ pub struct VariantFile {
 pub enum WaitFile {
     /// A duration such as `3d`.
     Duration(String),
-    Spec(WaitSpecFile),
+    Spec(Box<WaitSpecFile>),
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -245,7 +245,8 @@ impl<'de> Deserialize<'de> for WaitFile {
                 f.write_str("a duration like `3d`, or a map with `until` or `for_event`")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<WaitFile, A::Error> {
-                WaitSpecFile::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(WaitFile::Spec)
+                WaitSpecFile::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|spec| WaitFile::Spec(Box::new(spec)))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WaitFile, E> {
                 Ok(WaitFile::Duration(v.to_string()))

@@ -90,6 +90,16 @@ impl Lint<'_> {
     }
 
     fn call(&mut self, part: &Part, h: &HelperTemplate, pos: Pos) {
+        // `{{money}}` alone parses as a path, but renders as a call without arguments.
+        if let Parameter::Path(Path::Relative((_, raw))) = &h.name
+            && h.params.is_empty()
+            && let Some(spec) = helper::spec(raw)
+        {
+            self.out.push(
+                Diagnostic::error("T001", &part.file, span_at(part, pos), format!("`{raw}` needs an argument"))
+                    .with_hint(format!("write {}", spec.usage)),
+            );
+        }
         if let Parameter::Name(name) = &h.name {
             if !helper::is_known(name) {
                 self.out.push(

@@ -37,10 +37,7 @@ const DECIMAL_COMMA: &[&str] = &["de", "fr", "es", "it", "nl", "pt", "ru", "pl",
 /// `¥1,234.56`, JPY has no decimals, and decimal-comma languages put the symbol after.
 pub fn money(minor: i64, code: &str, locale: &str) -> String {
     let code = code.trim().to_ascii_uppercase();
-    let (symbol, decimals) = match currency(&code) {
-        Some(known) => known,
-        None => ("", 2),
-    };
+    let (symbol, decimals) = currency(&code).unwrap_or(("", 2));
     let scale = 10_i128.pow(decimals);
     let abs = (minor as i128).abs();
     let (whole, fraction) = (abs / scale, abs % scale);

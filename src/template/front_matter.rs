@@ -117,12 +117,21 @@ pub(crate) fn parse(file: &Arc<SourceFile>, keys: &[&'static str], kind: &str) -
                 .location()
                 .map(|loc| locate(file, yaml, loc.span().byte_offset(), loc.line(), loc.column()))
                 .unwrap_or(yaml.start);
-            diagnostics.push(Diagnostic::error(
-                "T002",
-                file,
-                Span::new(at, at),
-                format!("front matter is not valid YAML: {}", yaml_message(&error.to_string())),
-            ));
+            let message = yaml_message(&error.to_string());
+            let hint = message.contains("double-quoted").then(|| {
+                "a value with `\"` inside (a helper argument) can be single-quoted: \
+                 subject: 'Hi {{default member.first_name \"there\"}}'"
+                    .to_string()
+            });
+            diagnostics.push(
+                Diagnostic::error(
+                    "T002",
+                    file,
+                    Span::new(at, at),
+                    format!("front matter is not valid YAML: {message}"),
+                )
+                .with_optional_hint(hint),
+            );
             return (Vec::new(), split.body_start, diagnostics);
         }
     };
@@ -255,5 +264,10 @@ mod tests {
         assert_eq!(diagnostics.len(), 1);
         assert!(diagnostics[0].message.starts_with("front matter is not valid YAML"), "{}", diagnostics[0].message);
         assert_eq!(diagnostics[0].line_col().0, 2);
+
+        let file =
+            SourceFile::new("t.email.hbs", "---\nsubject: \"Hi {{default member.first_name \"there\"}}\"\n---\n");
+        let (_, _, diagnostics) = parse(&file, EMAIL_KEYS, "email");
+        assert!(diagnostics[0].hint.as_deref().unwrap_or_default().contains("single-quoted"), "{:?}", diagnostics[0]);
     }
 }

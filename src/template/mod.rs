@@ -106,7 +106,7 @@ impl TemplateCatalog {
     pub fn load(dir: &Path) -> (TemplateCatalog, Vec<Diagnostic>) {
         let mut diagnostics = Vec::new();
         let mut files = Vec::new();
-        if let Err(error) = list_files(dir, dir, &mut files) {
+        if let Err(error) = list_files(dir, &mut files) {
             let file = SourceFile::new(dir, "");
             diagnostics.push(
                 Diagnostic::error(
@@ -383,7 +383,7 @@ fn warn_front_matter(file: &Arc<SourceFile>, what: &str, diagnostics: &mut Vec<D
     }
 }
 
-fn list_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
@@ -391,7 +391,7 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Resul
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
         if entry.file_type()?.is_dir() {
             if !hidden {
-                list_files(root, &path, out)?;
+                list_files(&path, out)?;
             }
         } else {
             out.push(path);

@@ -12,6 +12,7 @@ pub(crate) fn from_html(html: &str) -> String {
     let mut rest = html;
     // (href, where the link text starts in `out`)
     let mut links: Vec<(String, usize)> = Vec::new();
+    let mut last_item_end: Option<usize> = None;
     while let Some(lt) = rest.find('<') {
         push_text(&mut out, &rest[..lt]);
         rest = &rest[lt..];
@@ -38,13 +39,21 @@ pub(crate) fn from_html(html: &str) -> String {
         }
         match name.as_str() {
             "br" => out.push('\n'),
-            "li" if !closing => out.push_str("\n- "),
+            "li" if !closing => {
+                // Items follow one another without the blank lines of the markup.
+                if let Some(end) = last_item_end.filter(|&end| out[end..].trim().is_empty()) {
+                    out.truncate(end);
+                }
+                out.push_str("\n- ");
+            }
+            "li" => last_item_end = Some(out.len()),
             "td" | "th" if closing => out.push(' '),
             "a" if !closing => links.push((attribute(tag, "href").unwrap_or_default(), out.len())),
             "a" => {
                 if let Some((href, start)) = links.pop() {
                     let label = out[start..].trim().to_string();
-                    let shown = !href.is_empty() && !href.starts_with('#') && label != href && !label.contains(&href);
+                    let target = href.strip_prefix("mailto:").unwrap_or(&href);
+                    let shown = !href.is_empty() && !href.starts_with('#') && !label.contains(target);
                     if shown {
                         out.push_str(&format!(" ({href})"));
                     }
@@ -197,12 +206,17 @@ mod tests {
 <table><tr><td><h1>Hello &amp; welcome</h1></td></tr></table>
 <p>Your code is <b>WELCOME10</b>.<br>Use it <a href="https://shop.example/c">in the shop</a>.</p>
 <!--[if mso]><p>outlook</p><![endif]-->
-<ul><li>one</li><li>two</li></ul>
+<ul>
+  <li>one</li>
+
+  <li>two</li>
+</ul>
+<p>Write to <a href="mailto:help@shop.example">help@shop.example</a></p>
 <a href="https://shop.example/u">https://shop.example/u</a>
 </body></html>"#;
         assert_eq!(
             from_html(html),
-            "Hello & welcome\n\nYour code is WELCOME10.\nUse it in the shop (https://shop.example/c).\n\n- one\n- two\n\nhttps://shop.example/u\n"
+            "Hello & welcome\n\nYour code is WELCOME10.\nUse it in the shop (https://shop.example/c).\n\n- one\n- two\n\nWrite to help@shop.example\n\nhttps://shop.example/u\n"
         );
     }
 }

@@ -158,10 +158,7 @@ fn scalars_have_no_fields_and_message_is_only_for_email_bodies() {
         ("b.email.hbs", "---\nsubject: \"{{message.subject}}\"\npreheader: p\n---\n{{message.preheader}}"),
     ]);
     let found = catalog.check_variables("a", Channel::Sms, &vars(&[]), USED_BY);
-    assert_eq!(
-        found.iter().map(|d| marked(d)).collect::<Vec<_>>(),
-        vec!["{{member.first_name.x}}", "{{message.subject}}"]
-    );
+    assert_eq!(found.iter().map(marked).collect::<Vec<_>>(), vec!["{{member.first_name.x}}", "{{message.subject}}"]);
     assert_eq!(found[0].hint.as_deref(), Some("`member.first_name` is a string and has no field `x`"));
     let found = catalog.check_variables("b", Channel::Email, &vars(&[]), USED_BY);
     assert_eq!(
@@ -192,7 +189,7 @@ fn mistakes_inside_blocks_are_found_with_scope_hints() {
     let (catalog, _, _dir) = catalog(&[("a.sms.hbs", body)]);
     let found = catalog.check_variables("a", Channel::Sms, &vars(&[]), USED_BY);
     assert_eq!(
-        found.iter().map(|d| marked(d)).collect::<Vec<_>>(),
+        found.iter().map(marked).collect::<Vec<_>>(),
         vec!["{{member.id}}", "{{@index}}", "{{frist_name}}", "{{#if vars.x}}", "{{../x}}"]
     );
     assert_eq!(
@@ -231,6 +228,7 @@ fn unknown_helpers_and_wrong_arity_are_reported_at_load() {
         summary(&diagnostics),
         vec![
             "T003 1:1 unknown helper `mony`",
+            "T001 1:29 `money` needs an argument",
             "T001 1:39 `money` takes 1 to 2 argument(s), got 3",
             "T001 1:55 `uppercase` is not a block helper",
         ]
@@ -305,6 +303,9 @@ fn context(vars: serde_json::Value) -> MessageContext {
         currency: Some("CNY".into()),
         locale: Some("zh-CN".into()),
         points_expire_at: Some("2025-03-14T18:00:00Z".parse().unwrap()),
+        points_expiring: 300,
+        order_count: 7,
+        last_order_at: Some("2024-11-02T08:00:00Z".parse().unwrap()),
         ..Default::default()
     };
     MessageContext {
@@ -441,8 +442,11 @@ fn links_must_be_http_and_webhooks_are_json_escaped() {
 // ---------------------------------------------------------------------------------------
 // The example content in this repository.
 
-/// Every `send` of every workflow: (journey, step, channel, template, vars).
-fn sends_in(workflows: &Path) -> Vec<(String, String, Channel, String, BTreeSet<String>)> {
+/// One `send` (or one variant of it) in a workflow: journey, step, channel, template, vars.
+type Send = (String, String, Channel, String, serde_json::Map<String, serde_json::Value>);
+
+/// Every `send` of every workflow.
+fn sends_in(workflows: &Path) -> Vec<Send> {
     let mut sends = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(workflows).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
@@ -456,15 +460,13 @@ fn sends_in(workflows: &Path) -> Vec<(String, String, Channel, String, BTreeSet<
             let Some(send) = step.get("send") else { continue };
             let id = step["id"].as_str().unwrap().to_string();
             let channel = Channel::parse(send["channel"].as_str().unwrap()).unwrap();
-            let keys = |v: &serde_json::Value| -> BTreeSet<String> {
-                v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
-            };
-            let step_vars = keys(&send["vars"]);
+            let vars_of = |v: &serde_json::Value| v.as_object().cloned().unwrap_or_default();
+            let step_vars = vars_of(&send["vars"]);
             match send.get("variants") {
                 Some(variants) => {
                     for variant in variants.as_array().unwrap() {
                         let mut all = step_vars.clone();
-                        all.extend(keys(&variant["vars"]));
+                        all.extend(vars_of(&variant["vars"]));
                         let template = variant["template"].as_str().unwrap().to_string();
                         sends.push((journey.clone(), id.clone(), channel, template, all));
                     }
@@ -495,16 +497,19 @@ fn example_templates_load_cleanly_and_pass_the_variable_check_for_every_send() {
             "journey `{journey}` step `{step}`: no {channel} template `{template}`"
         );
         let used_by = format!("journey `{journey}` step `{step}`");
-        problems.extend(catalog.check_variables(template, *channel, vars, &used_by).iter().map(Diagnostic::render));
+        let keys: BTreeSet<String> = vars.keys().cloned().collect();
+        problems.extend(catalog.check_variables(template, *channel, &keys, &used_by).iter().map(Diagnostic::render));
 
-        // And each renders for a plausible member, with the vars as strings or numbers.
-        let mut ctx = context(serde_json::json!({}));
-        for key in vars {
-            ctx.vars.insert(key.clone(), serde_json::json!(100));
-        }
+        // And each renders for a plausible member with the step's own vars.
+        let mut ctx = context(serde_json::Value::Object(vars.clone()));
+        ctx.event = serde_json::json!({"name": "tier.changed", "from": "silver", "to": "diamond"});
         ctx.variant = Some("a".into());
-        if let Err(e) = catalog.render(template, *channel, &ctx, &options()) {
-            problems.push(format!("{journey}/{step}: {e}"));
+        match catalog.render(template, *channel, &ctx, &options()) {
+            Ok(rendered) => {
+                let text = format!("{rendered:?}");
+                assert!(!text.contains("{{"), "{journey}/{step} left a tag: {text}");
+            }
+            Err(e) => problems.push(format!("{journey}/{step}: {e}")),
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
