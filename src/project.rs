@@ -118,3 +118,27 @@ fn contains_templates(dir: &Path) -> std::io::Result<bool> {
     }
     Ok(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random bytes in a journey file give diagnostics, never a panic or a journey.
+        #[test]
+        fn random_bytes_are_an_error_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("noise.yaml");
+            std::fs::write(&path, &bytes).unwrap();
+            std::fs::create_dir(dir.path().join("templates")).unwrap();
+            let sources = Sources { journeys: vec![path], templates: Some(dir.path().join("templates")) };
+            let project = Project::load(&sources, chrono_tz::UTC);
+            prop_assert!(project.journeys.is_empty());
+            prop_assert!(project.count(Severity::Error) >= 1);
+            prop_assert!(project.diagnostics.iter().all(|d| d.file.path().ends_with("noise.yaml")));
+        }
+    }
+}

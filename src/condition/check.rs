@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::ConditionError;
 use super::ast::{Call, CompareOp, Expr, ExprKind, Literal};
-use super::resolve::{self, Kind, Operand, TimestampRef, Ty, comparison_kind, describe};
+use super::resolve::{self, Operand, TimestampRef, Ty, comparison_kind, describe};
 use crate::diagnostic::did_you_mean;
 use crate::source::Span;
 
@@ -117,15 +117,12 @@ impl Checker<'_, '_> {
     }
 
     fn compare_operands(&mut self, span: Span, op: CompareOp, left: &Operand, right: &Operand) {
-        let kind = match comparison_kind(op, left, right) {
-            Ok(kind) => kind,
-            Err(mismatch) => {
-                self.errors
-                    .push(ConditionError::error("C003", span, mismatch.message).with_optional_hint(mismatch.hint));
-                return;
-            }
-        };
-        if kind == Kind::Days && self.scope.sql && !(left.is_literal() || right.is_literal()) {
+        if let Err(mismatch) = comparison_kind(op, left, right) {
+            self.errors.push(ConditionError::error("C003", span, mismatch.message).with_optional_hint(mismatch.hint));
+            return;
+        }
+        let days = left.ty() == Ty::Days || right.ty() == Ty::Days;
+        if days && self.scope.sql && !(left.is_literal() || right.is_literal()) {
             let days = if left.ty() == Ty::Days { left } else { right };
             self.errors.push(
                 ConditionError::error(
@@ -398,6 +395,7 @@ mod tests {
 
         let e = only("days_since(last_order_at) > points", &Scope::AUDIENCE);
         assert_eq!(e.code, "C008");
+        assert_eq!(only("age_days == attributes.age", &Scope::AUDIENCE).code, "C008");
         assert_eq!(problems("days_since(last_order_at) > points", &WHERE), vec![]);
     }
 

@@ -424,3 +424,90 @@ impl SqlParam {
         query.bind_sql(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::condition::parse;
+
+    fn now() -> DateTime<Utc> {
+        "2026-03-15T10:20:30.123456789Z".parse().unwrap()
+    }
+
+    fn sql(text: &str, dialect: Dialect) -> SqlFilter {
+        to_sql(&parse(text).unwrap(), dialect, now(), 1).unwrap()
+    }
+
+    fn days_ago(days: i64) -> SqlParam {
+        let at: DateTime<Utc> = "2026-03-15T10:20:30.123456Z".parse().unwrap();
+        SqlParam::Timestamp(at - chrono::Duration::days(days))
+    }
+
+    #[test]
+    fn days_since_becomes_a_range_on_the_bare_column() {
+        let f = sql("days_since(last_order_at) > 60", Dialect::Sqlite);
+        assert_eq!(f.sql, "(m.last_order_at <= ?1)");
+        assert_eq!(f.params, vec![days_ago(61)]);
+
+        let f = sql("30d >= days_since_last_order", Dialect::Postgres);
+        assert_eq!(f.sql, "(m.last_order_at > $1)");
+        assert_eq!(f.params, vec![days_ago(31)]);
+
+        let f = sql("age_days == 7", Dialect::Sqlite);
+        assert_eq!(f.sql, "((m.joined_at <= ?1) AND (m.joined_at > ?2))");
+        assert_eq!(f.params, vec![days_ago(7), days_ago(8)]);
+    }
+
+    #[test]
+    fn days_beyond_the_calendar_are_constant_but_stay_unknown_for_null() {
+        let f = sql("days_since(last_order_at) > 9223372036854775807", Dialect::Sqlite);
+        assert_eq!(f.sql, "(CASE WHEN m.last_order_at IS NULL THEN NULL ELSE (1 = 0) END)");
+        let f = sql("days_since(last_order_at) > -99999999", Dialect::Postgres);
+        assert_eq!(f.sql, "(CASE WHEN m.last_order_at IS NULL THEN NULL ELSE (1 = 1) END)");
+        assert!(f.params.is_empty());
+    }
+
+    #[test]
+    fn values_are_bound_never_pasted() {
+        let text = r#"first_name == "'; DROP TABLE members; --" and attributes.nick < "x" and has_tag("o'k")"#;
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let f = sql(text, dialect);
+            assert!(!f.sql.contains("DROP") && !f.sql.contains("nick") && !f.sql.contains("o'k"), "{}", f.sql);
+            assert!(f.params.contains(&SqlParam::Text("'; DROP TABLE members; --".into())));
+        }
+        let f = sql(r#"attributes.nick < "x""#, Dialect::Sqlite);
+        assert_eq!(
+            f.sql,
+            "((CASE WHEN json_type(m.attributes, ?1) = 'text' THEN json_extract(m.attributes, ?1) END) < ?2)"
+        );
+        assert_eq!(f.params, vec![SqlParam::Text("$.\"nick\"".into()), SqlParam::Text("x".into())]);
+        let f = sql(r#"attributes.prefs.color < "x""#, Dialect::Postgres);
+        assert_eq!(
+            f.sql,
+            "((CASE WHEN jsonb_typeof(m.attributes -> $1 -> $2) = 'string' THEN m.attributes -> $1 ->> $2 END) COLLATE \"C\" < $3)"
+        );
+    }
+
+    #[test]
+    fn placeholders_start_at_first_param() {
+        let expr = parse(r#"tier in ["gold", "diamond"] and points > 10 and email != null"#).unwrap();
+        let f = to_sql(&expr, Dialect::Postgres, now(), 3).unwrap();
+        assert_eq!(f.sql, "(((m.tier IN ($3, $4)) AND (m.points > $5)) AND (NOT (m.email IS NULL)))");
+        let f = to_sql(&expr, Dialect::Sqlite, now(), 3).unwrap();
+        assert_eq!(f.sql, "(((m.tier IN (?3, ?4)) AND (m.points > ?5)) AND (NOT (m.email IS NULL)))");
+        assert_eq!(f.params.len(), 3);
+    }
+
+    #[test]
+    fn what_cannot_run_in_the_database_is_an_error() {
+        let error = to_sql(&parse("days_until_birthday <= 7").unwrap(), Dialect::Sqlite, now(), 1).unwrap_err();
+        assert_eq!(error.code, "C008");
+        assert!(error.hint.unwrap().contains("use a `date: birthday` trigger"));
+        let error = to_sql(&parse("opened(offer)").unwrap(), Dialect::Postgres, now(), 1).unwrap_err();
+        assert_eq!(error.code, "C006");
+        let error = to_sql(&parse("tier").unwrap(), Dialect::Postgres, now(), 1).unwrap_err();
+        assert_eq!(error.code, "C010");
+        // A warning does not stop compilation.
+        assert!(to_sql(&parse("lifecycle == \"chruned\"").unwrap(), Dialect::Postgres, now(), 1).is_ok());
+    }
+}

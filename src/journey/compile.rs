@@ -834,3 +834,126 @@ fn plain_message(error: &serde_saphyr::Error) -> String {
         None => first.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::path::Path;
+    use std::sync::LazyLock;
+
+    static TEMPLATES: LazyLock<TemplateCatalog> =
+        LazyLock::new(|| TemplateCatalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")).0);
+
+    fn compile_text(name: &str, text: &str) -> (Option<Journey>, Vec<Diagnostic>) {
+        let context = Context { templates: &TEMPLATES, default_timezone: chrono_tz::Asia::Shanghai };
+        compile(&SourceFile::new(format!("workflows/{name}.yaml"), text), &context)
+    }
+
+    fn example(name: &str) -> String {
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("workflows/{name}.yaml"))).unwrap()
+    }
+
+    const EXAMPLES: [&str; 6] = ["welcome", "birthday", "reactivation", "winback", "points_expiry", "tier_upgrade"];
+
+    #[test]
+    fn the_winback_example_compiles_to_the_model_it_describes() {
+        let (journey, diagnostics) = compile_text("winback", &example("winback"));
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let journey = journey.unwrap();
+        assert!(matches!(journey.trigger, Trigger::Schedule { timezone: chrono_tz::Asia::Shanghai, .. }));
+        assert_eq!(journey.reentry, Reentry::After(Duration::from_days(180)));
+        assert!(matches!(&journey.exit_when, Some(ExitWhen::Event(e)) if e == "order.placed"));
+        let StepKind::Send(offer) = &journey.steps[0].kind else { panic!("offer is a send") };
+        assert_eq!(offer.holdout, 10);
+        assert_eq!(offer.variants.iter().map(|v| v.weight).collect::<Vec<_>>(), [45, 45]);
+        assert_eq!(offer.variants[1].vars["discount"], serde_json::json!(20));
+        let (check, _) = journey.step_by_id("check").unwrap();
+        let StepKind::Branch { arms, otherwise } = &journey.step(check).kind else { panic!("check is a branch") };
+        assert_eq!(journey.step(arms[0].goto).id, "done");
+        assert_eq!(journey.step(*otherwise).id, "nudge");
+        assert_eq!(journey.step_by_id("nudge").unwrap().1.next.map(|n| journey.step(n).id.as_str()), Some("done"));
+        assert_eq!(journey.step_by_id("done").unwrap().1.next, None);
+    }
+
+    #[test]
+    fn the_version_changes_with_the_file() {
+        let a = example("welcome");
+        let b = a.replace("wait: 3d", "wait: 4d");
+        let version = |t: &str| compile_text("welcome", t).0.unwrap().version;
+        assert_eq!(version(&a), version(&a));
+        assert_ne!(version(&a), version(&b));
+    }
+
+    #[test]
+    fn wait_forms_and_exit_when_conditions_compile() {
+        let text = example("welcome")
+            .replace("    wait: 3d", "    wait: { for_event: order.placed, timeout: 3d, on_event: done, on_timeout: ordered }")
+            .replace("entry: { reentry: never }", "entry: { reentry: never }\nexit_when: has_tag(\"vip\")");
+        let (journey, diagnostics) = compile_text("welcome", &text);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let journey = journey.unwrap();
+        assert!(matches!(journey.exit_when, Some(ExitWhen::Condition(_))));
+        let StepKind::Wait(Wait::ForEvent { event, timeout, on_event, on_timeout }) = &journey.steps[1].kind else {
+            panic!("pause waits for an event")
+        };
+        assert_eq!((event.as_str(), *timeout), ("order.placed", Duration::from_days(3)));
+        assert_eq!(journey.step(on_event.unwrap()).id, "done");
+        assert_eq!(journey.step(on_timeout.unwrap()).id, "ordered");
+    }
+
+    #[test]
+    fn a_for_event_wait_without_a_timeout_is_an_error() {
+        let text = example("welcome").replace("    wait: 3d", "    wait: { for_event: order.placed }");
+        let (journey, diagnostics) = compile_text("welcome", &text);
+        assert!(journey.is_none());
+        assert_eq!(diagnostics.iter().map(|d| d.code).collect::<Vec<_>>(), ["J020"]);
+    }
+
+    #[test]
+    fn a_schedule_without_an_audience_is_a_warning_not_an_error() {
+        let text = example("reactivation").replace("audience: lifecycle == \"dormant\" and email_consent\n", "");
+        let (journey, diagnostics) = compile_text("reactivation", &text);
+        assert!(journey.is_some());
+        assert_eq!(diagnostics.iter().map(|d| (d.code, d.severity)).collect::<Vec<_>>(), [("J022", Severity::Warning)]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Random text never panics the compiler: it is an error or (rarely) a journey.
+        #[test]
+        fn random_text_never_panics(text in "\\PC{0,400}") {
+            let (journey, diagnostics) = compile_text("random", &text);
+            prop_assert!(journey.is_none() || diagnostics.iter().all(|d| d.severity != Severity::Error));
+            prop_assert!(journey.is_some() || !diagnostics.is_empty());
+        }
+
+        /// Examples with random edits (deleted, inserted or replaced characters) never panic,
+        /// and every diagnostic points inside the file.
+        #[test]
+        fn mutated_examples_never_panic(
+            which in 0..EXAMPLES.len(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..3, "[ -~\\n\\t:{}\\[\\]\"'#&*!|>-]"), 1..6),
+        ) {
+            let mut text = example(EXAMPLES[which]);
+            for (at, kind, insert) in edits {
+                let mut chars: Vec<char> = text.chars().collect();
+                let i = at.index(chars.len().max(1)).min(chars.len());
+                match kind {
+                    0 if i < chars.len() => { chars.remove(i); }
+                    1 => chars.splice(i..i, insert.chars()).for_each(drop),
+                    _ if i < chars.len() => chars.splice(i..=i, insert.chars()).for_each(drop),
+                    _ => {}
+                }
+                text = chars.into_iter().collect();
+            }
+            let (_, diagnostics) = compile_text(EXAMPLES[which], &text);
+            for d in &diagnostics {
+                let inside = d.span.start <= d.file.text().len();
+                prop_assert!(inside, "{} points outside its file", d.render_short());
+                let _ = d.render();
+            }
+        }
+    }
+}

@@ -136,6 +136,7 @@ const MEMBER_COLUMNS: &[&str] = &[
 
 /// Rows per multi-row INSERT: within SQLite's 32,766 and PostgreSQL's 65,535 parameters.
 const ROWS_PER_INSERT: usize = 500;
+fn rows_per_insert() -> usize { std::env::var("ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROWS_PER_INSERT) }
 
 fn insert_sql(table_and_columns: &str, columns: usize, rows: usize, placeholder: fn(usize) -> String) -> String {
     let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
@@ -165,8 +166,9 @@ fn tag_rows(members: &[Member]) -> Vec<(&str, &str)> {
 
 /// Inserts members and their tags into SQLite in one transaction, with multi-row INSERTs.
 pub async fn insert_members_sqlite(pool: &SqlitePool, members: &[Member]) {
+    let t = std::time::Instant::now();
     let mut tx = pool.begin().await.expect("begin");
-    for chunk in members.chunks(ROWS_PER_INSERT) {
+    for chunk in members.chunks(rows_per_insert()) {
         let sql = insert_sql(&members_table(), MEMBER_COLUMNS.len(), chunk.len(), |n| format!("?{n}"));
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for m in chunk {
@@ -202,7 +204,9 @@ pub async fn insert_members_sqlite(pool: &SqlitePool, members: &[Member]) {
                 .bind(m.rfm_segment.clone())
                 .bind(m.clv);
         }
+        eprintln!("bound {:?}", t.elapsed());
         query.execute(&mut *tx).await.expect("insert members into SQLite");
+        eprintln!("executed {:?}", t.elapsed());
     }
     for chunk in tag_rows(members).chunks(ROWS_PER_INSERT) {
         let sql = insert_sql("member_tags (member_id, tag)", 2, chunk.len(), |n| format!("?{n}"));
@@ -218,7 +222,7 @@ pub async fn insert_members_sqlite(pool: &SqlitePool, members: &[Member]) {
 /// Inserts members and their tags into PostgreSQL in one transaction, with multi-row INSERTs.
 pub async fn insert_members_postgres(pool: &PgPool, members: &[Member]) {
     let mut tx = pool.begin().await.expect("begin");
-    for chunk in members.chunks(ROWS_PER_INSERT) {
+    for chunk in members.chunks(rows_per_insert()) {
         let sql = insert_sql(&members_table(), MEMBER_COLUMNS.len(), chunk.len(), |n| format!("${n}"));
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for m in chunk {
