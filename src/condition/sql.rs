@@ -1,9 +1,9 @@
 //! Compiling an audience condition to a parameterised `WHERE` fragment over the members
 //! table aliased `m`, for SQLite and PostgreSQL, with the meaning `eval` gives it.
 //!
-//! Every value a marketer wrote (strings, numbers, booleans, attribute names, the bounds
-//! computed from `now`) is a bound parameter; the SQL text holds only column names from
-//! the schema, operators and placeholders.
+//! Every value a marketer wrote (strings, numbers, booleans, tags, attribute names) and the
+//! bounds computed from `now` are bound parameters; the SQL text holds only column names
+//! from the schema, operators, placeholders and the constants `(1 = 1)` / `(1 = 0)`.
 //!
 //! How the rules of `eval.rs` become SQL:
 //! - `and`/`or`/`not` and comparisons use SQL's own three-valued logic; `x == null` is
@@ -67,8 +67,7 @@ pub fn to_sql(
     now: DateTime<Utc>,
     first_param: usize,
 ) -> Result<SqlFilter, ConditionError> {
-    let audience = Scope { event: false, steps: None, sql: true };
-    if let Some(error) = check(expr, &audience).into_iter().find(|e| e.severity == Severity::Error) {
+    if let Some(error) = check(expr, &Scope::AUDIENCE).into_iter().find(|e| e.severity == Severity::Error) {
         return Err(error);
     }
     let mut compiler = Compiler { dialect, now, next: first_param, params: Vec::new() };
@@ -124,7 +123,7 @@ impl Compiler {
                     return Err(unsupported(expr, "this `has_tag`"));
                 };
                 let tag = self.param(SqlParam::Text(tag.clone()));
-                format!("EXISTS (SELECT 1 FROM member_tags t WHERE t.member_id = m.id AND t.tag = {tag})")
+                format!("(EXISTS (SELECT 1 FROM member_tags t WHERE t.member_id = m.id AND t.tag = {tag}))")
             }
             _ => match resolve::operand(expr)? {
                 Operand::Column(field) if field.ty == crate::schema::FieldType::Bool => match self.dialect {
@@ -509,5 +508,115 @@ mod tests {
         assert_eq!(error.code, "C010");
         // A warning does not stop compilation.
         assert!(to_sql(&parse("lifecycle == \"chruned\"").unwrap(), Dialect::Postgres, now(), 1).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::condition::{EvalContext, NoHistory, Scope, check, eval, parse};
+    use crate::member::Member;
+
+    /// Operands, valid and not, so that the checker's verdicts are exercised both ways.
+    fn operand() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "tier",
+                "points",
+                "email_consent",
+                "last_order_at",
+                "joined_at",
+                "birthday",
+                "tags",
+                "lifecycle",
+                "days_since_last_order",
+                "age_days",
+                "days_until_birthday",
+                "attributes.vip",
+                "attributes.a.b",
+                "event.total",
+                "event.occurred_at",
+                "tierr",
+                "clv",
+                "rfm_segment",
+                "push_tokens",
+                "id",
+            ])
+            .prop_map(str::to_string),
+            prop::sample::select(vec![
+                "days_since(last_order_at)",
+                "days_since(birthday)",
+                "days_since(event.occurred_at)",
+                "days_since(points)",
+                "has_tag(\"vip\")",
+                "has_tag(vip)",
+                "opened(offer)",
+                "nosuch(1)",
+            ])
+            .prop_map(str::to_string),
+            prop::sample::select(vec![
+                "0",
+                "-3",
+                "60",
+                "2.5",
+                "\"gold\"",
+                "\"churned\"",
+                "\"chruned\"",
+                "true",
+                "false",
+                "null",
+                "30d",
+                "12h",
+                "9223372036854775807",
+            ])
+            .prop_map(str::to_string),
+        ]
+    }
+
+    fn leaf() -> impl Strategy<Value = String> {
+        let op = prop::sample::select(vec!["==", "!=", "<", "<=", ">", ">="]);
+        prop_oneof![
+            (operand(), op, operand()).prop_map(|(a, op, b)| format!("{a} {op} {b}")),
+            (operand(), prop::bool::ANY, prop::collection::vec(operand(), 1..3)).prop_map(|(a, not, items)| format!(
+                "{a} {}in [{}]",
+                if not { "not " } else { "" },
+                items.join(", ")
+            )),
+            operand(),
+        ]
+    }
+
+    fn condition() -> impl Strategy<Value = String> {
+        leaf().prop_recursive(3, 12, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) and ({b})")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) or ({b})")),
+                inner.prop_map(|a| format!("not ({a})")),
+            ]
+        })
+    }
+
+    proptest! {
+        /// `check` in an audience is exactly the gate of `to_sql`: what it accepts compiles
+        /// on both engines, and what it rejects does not.
+        #[test]
+        fn what_checks_as_an_audience_compiles_and_nothing_else(text in condition()) {
+            let Ok(expr) = parse(&text) else { return Ok(()) };
+            let now: DateTime<Utc> = "2026-03-15T10:20:30Z".parse().unwrap();
+            let errors = check(&expr, &Scope::AUDIENCE).into_iter().filter(|e| e.severity == Severity::Error).count();
+            for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+                let compiled = to_sql(&expr, dialect, now, 1);
+                prop_assert_eq!(compiled.is_ok(), errors == 0, "{}: {:?}", text, compiled);
+                if let Ok(filter) = compiled {
+                    let placeholders = filter.sql.matches(['?', '$']).count();
+                    prop_assert!(placeholders >= filter.params.len());
+                }
+            }
+            let member = Member::default();
+            let ctx = EvalContext { member: &member, event: None, history: &NoHistory, now, default_timezone: chrono_tz::Tz::UTC };
+            let _ = eval(&expr, &ctx);
+        }
     }
 }

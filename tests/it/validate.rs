@@ -36,13 +36,6 @@ impl Sandbox {
         self
     }
 
-    fn write(self, file: &str, text: &str) -> Sandbox {
-        let path = self.path(file);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-        self
-    }
-
     fn validate(&self, args: &[&str]) -> Outcome {
         let output = Command::new(env!("CARGO_BIN_EXE_tidings"))
             .current_dir(self.dir.path())
