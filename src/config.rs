@@ -163,7 +163,10 @@ impl Config {
             Duration::parse(value).map_err(|e| invalid(key, e.to_string()))?;
         }
         if !(self.lifecycle.clv_years > 0.0 && self.lifecycle.clv_years <= 100.0) {
-            return Err(invalid("lifecycle.clv_years", format!("{} is not a number of years", self.lifecycle.clv_years)));
+            return Err(invalid(
+                "lifecycle.clv_years",
+                format!("{} is not a number of years", self.lifecycle.clv_years),
+            ));
         }
         for (channel, window) in &self.policies.quiet_hours {
             let ok = window.split_once('-').is_some_and(|(a, b)| {

@@ -888,7 +888,10 @@ mod tests {
     #[test]
     fn wait_forms_and_exit_when_conditions_compile() {
         let text = example("welcome")
-            .replace("    wait: 3d", "    wait: { for_event: order.placed, timeout: 3d, on_event: done, on_timeout: ordered }")
+            .replace(
+                "    wait: 3d",
+                "    wait: { for_event: order.placed, timeout: 3d, on_event: done, on_timeout: ordered }",
+            )
             .replace("entry: { reentry: never }", "entry: { reentry: never }\nexit_when: has_tag(\"vip\")");
         let (journey, diagnostics) = compile_text("welcome", &text);
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
