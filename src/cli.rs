@@ -37,6 +37,35 @@ pub enum Command {
     Serve,
     /// Create or update the database schema.
     Migrate,
+    /// Load members or events from a CSV or JSON-lines file (then recompute lifecycle, CLV, RFM).
+    Import {
+        /// What the file holds.
+        #[arg(value_enum)]
+        kind: crate::import::ImportKind,
+        /// A `.csv` or `.jsonl` file.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = DataFormat::Table)]
+        format: DataFormat,
+    },
+    /// Show a member: fields, derived state, recent events, runs, deliveries and skips.
+    Member {
+        /// The shop's customer id.
+        id: String,
+        /// How many recent events, runs and deliveries to show.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t = DataFormat::Table)]
+        format: DataFormat,
+    },
+}
+
+/// How commands that print data print it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataFormat {
+    /// For people.
+    Table,
+    /// For programs.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,6 +93,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => serve(&config),
         Command::Migrate => migrate(&config).await,
+        Command::Import { kind, file, format } => {
+            crate::import::run(&config, kind, &file, format == DataFormat::Json).await
+        }
+        Command::Member { id, limit, format } => {
+            crate::member_view::run(&config, &id, limit, format == DataFormat::Json).await
+        }
     }
 }
 

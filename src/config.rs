@@ -150,6 +150,18 @@ impl Config {
         self.default_timezone.parse().expect("checked in Config::load")
     }
 
+    /// The lifecycle thresholds and CLV horizon, as the member-state rules take them.
+    pub fn state_settings(&self) -> crate::state::Settings {
+        let days = |text: &str| Duration::parse(text).expect("checked in Config::load");
+        crate::state::Settings {
+            new_within: days(&self.lifecycle.new_within),
+            dormant_after: days(&self.lifecycle.dormant_after),
+            churned_after: days(&self.lifecycle.churned_after),
+            clv_months: (self.lifecycle.clv_years * 12.0).round() as i64,
+            default_timezone: self.timezone(),
+        }
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid { key: key.to_string(), message };
         self.default_timezone

@@ -2,8 +2,8 @@
 //!
 //! The pure core (no I/O beyond reading the files it is given, no clock):
 //! [`source`], [`diagnostic`], [`duration`], [`schedule`], [`schema`], [`member`],
-//! [`channel`], [`condition`], [`journey`], [`template`], [`project`].
-//! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`cli`].
+//! [`channel`], [`condition`], [`journey`], [`template`], [`project`], [`state`].
+//! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`import`], [`member_view`], [`cli`].
 //! See ARCHITECTURE.md for the map and its invariants.
 
 pub mod channel;
@@ -12,11 +12,14 @@ pub mod condition;
 pub mod config;
 pub mod diagnostic;
 pub mod duration;
+pub mod import;
 pub mod journey;
 pub mod member;
+pub mod member_view;
 pub mod project;
 pub mod schedule;
 pub mod schema;
 pub mod source;
+pub mod state;
 pub mod store;
 pub mod template;

@@ -1,5 +1,8 @@
 //! The one integration test binary: each module tests one part of the product.
 
 mod condition_sql;
+mod engines;
+mod import;
+mod store;
 mod support;
 mod validate;
