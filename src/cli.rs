@@ -33,8 +33,10 @@ pub enum Command {
     },
     /// Print the JSON Schema of a journey file (for editor autocomplete).
     Schema,
-    /// Run the service. For now: load and validate the journeys, then stop (the engine is not built yet).
+    /// Run the service: HTTP, the scheduler and workers in one process.
     Serve,
+    /// Run workers only (no HTTP), to scale out beside `serve` on a shared PostgreSQL.
+    Worker,
     /// Create or update the database schema.
     Migrate,
     /// Load members or events from a CSV or JSON-lines file (then recompute lifecycle, CLV, RFM).
@@ -91,7 +93,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             writeln!(std::io::stdout(), "{schema}")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve => serve(&config),
+        Command::Serve => crate::service::run(&config, true).await.map(|()| ExitCode::SUCCESS),
+        Command::Worker => crate::service::run(&config, false).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => migrate(&config).await,
         Command::Import { kind, file, format } => {
             crate::import::run(&config, kind, &file, format == DataFormat::Json).await
@@ -143,28 +146,6 @@ fn validate(config: &Config, paths: &[PathBuf], format: DiagnosticFormat) -> any
         )?;
     }
     Ok(if errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-fn serve(config: &Config) -> anyhow::Result<ExitCode> {
-    let project = load_project(config, &[])?;
-    for d in &project.diagnostics {
-        eprintln!("{}", d.render());
-    }
-    let errors = project.count(Severity::Error);
-    if errors > 0 {
-        anyhow::bail!("{errors} {} in the journeys; fix them and start again", plural(errors, "error"));
-    }
-    for j in &project.journeys {
-        tracing::info!(journey = %j.id, version = %j.version, steps = j.steps.len(), "loaded journey");
-    }
-    println!(
-        "loaded {} journeys and {} templates from {} and {}; the engine is not built yet, so nothing runs and serve stops here",
-        project.journeys.len(),
-        project.templates.len(),
-        config.workflows_dir.display(),
-        config.templates_dir.display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {

@@ -6,12 +6,17 @@
 //! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`import`], [`member_view`], [`cli`].
 //! See ARCHITECTURE.md for the map and its invariants.
 
+pub mod assign;
 pub mod channel;
+pub mod channels;
 pub mod cli;
 pub mod condition;
 pub mod config;
+pub mod decision;
 pub mod diagnostic;
 pub mod duration;
+pub mod engine;
+pub mod http;
 pub mod import;
 pub mod journey;
 pub mod member;
@@ -19,7 +24,9 @@ pub mod member_view;
 pub mod project;
 pub mod schedule;
 pub mod schema;
+pub mod service;
 pub mod source;
 pub mod state;
 pub mod store;
 pub mod template;
+pub mod timing;

@@ -2,6 +2,7 @@
 //! loaded and checked together (templates are checked against the steps that use them).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono_tz::Tz;
 
@@ -62,6 +63,8 @@ pub struct Project {
     pub templates: TemplateCatalog,
     pub diagnostics: Vec<Diagnostic>,
     pub journey_files: usize,
+    /// The file of each valid journey, by journey id (the engine stores each version).
+    pub sources: std::collections::HashMap<String, Arc<SourceFile>>,
 }
 
 impl Project {
@@ -72,6 +75,7 @@ impl Project {
         };
         let context = journey::Context { templates: &templates, default_timezone };
         let mut journeys = Vec::new();
+        let mut files = std::collections::HashMap::new();
         for path in &sources.journeys {
             let file = match SourceFile::read(path) {
                 Ok(file) => file,
@@ -88,11 +92,14 @@ impl Project {
             };
             let (journey, found) = journey::compile(&file, &context);
             diagnostics.extend(found);
-            journeys.extend(journey);
+            if let Some(journey) = journey {
+                files.insert(journey.id.clone(), Arc::clone(&file));
+                journeys.push(journey);
+            }
         }
         diagnostics.sort_by(|a, b| (a.file.path(), a.span.start, a.code).cmp(&(b.file.path(), b.span.start, b.code)));
         diagnostics.dedup_by(|a, b| a.file.path() == b.file.path() && a.span == b.span && a.message == b.message);
-        Project { journeys, templates, diagnostics, journey_files: sources.journeys.len() }
+        Project { journeys, templates, diagnostics, journey_files: sources.journeys.len(), sources: files }
     }
 
     pub fn count(&self, severity: Severity) -> usize {

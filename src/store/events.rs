@@ -44,6 +44,28 @@ impl Store {
         now: DateTime<Utc>,
         settings: &Settings,
     ) -> Result<EventsWritten, StoreError> {
+        self.store_events(events, now, settings, false).await
+    }
+
+    /// [`Store::append_events`] for events that happen now (the API, webhooks, the
+    /// engine's own): each new one also goes into the engine's inbox in the same
+    /// transaction, so journeys react to it exactly once. Imported history does not.
+    pub async fn ingest_events(
+        &self,
+        events: &[Event],
+        now: DateTime<Utc>,
+        settings: &Settings,
+    ) -> Result<EventsWritten, StoreError> {
+        self.store_events(events, now, settings, true).await
+    }
+
+    async fn store_events(
+        &self,
+        events: &[Event],
+        now: DateTime<Utc>,
+        settings: &Settings,
+        live: bool,
+    ) -> Result<EventsWritten, StoreError> {
         let mut seen = HashSet::with_capacity(events.len());
         let unique: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id.as_str())).collect();
         let mut written = EventsWritten { duplicates: (events.len() - unique.len()) as u64, ..Default::default() };
@@ -105,6 +127,22 @@ impl Store {
             .collect();
         let touched: Vec<String> = touched.into_iter().collect();
         let stale = rebuild(&mut tx, &touched, now, settings).await?;
+        if live {
+            let fresh: Vec<&String> = unique.iter().map(|e| &e.id).filter(|id| inserted.contains(*id)).collect();
+            for chunk in chunks(&fresh, 2) {
+                let mut sql = tx.sql();
+                sql.push("INSERT INTO inbox (event_id, received_at) VALUES ");
+                for (i, id) in chunk.iter().enumerate() {
+                    sql.push(if i == 0 { "(" } else { ", (" })
+                        .bind(Arg::Text(Some(id.to_string())))
+                        .push(", ")
+                        .bind(Arg::Timestamp(Some(now)))
+                        .push(")");
+                }
+                sql.push(" ON CONFLICT (event_id) DO NOTHING");
+                tx.execute(sql).await?;
+            }
+        }
         written.stale = stale.iter().filter(|id| inserted.contains(*id)).count() as u64;
         tx.commit().await?;
         Ok(written)

@@ -19,10 +19,14 @@
 
 pub mod bulk;
 pub mod codec;
+pub mod deliveries;
 pub mod derived;
 pub mod events;
 pub mod history;
+pub mod inbox;
 pub mod members;
+pub mod runs;
+pub mod versions;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -61,6 +65,9 @@ pub enum StoreError {
     /// A stored value that cannot be read back (written by something other than tidings).
     #[error("unreadable {what}: {detail}")]
     Corrupt { what: String, detail: String },
+    /// An audience that cannot run as SQL (validation reports these first).
+    #[error("audience cannot run in the database: {0}")]
+    Condition(String),
 }
 
 impl StoreError {
@@ -155,6 +162,14 @@ impl Store {
     pub(crate) async fn begin_write(&self) -> Result<Tx, StoreError> {
         Ok(match self {
             Store::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Starts a read-only transaction: one consistent view for several queries.
+    pub(crate) async fn begin_read(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Store::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
             Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }
@@ -278,6 +293,7 @@ pub(crate) enum Arg {
     Bool(bool),
     /// Fixed-width UTC text on SQLite (`codec`), `TIMESTAMPTZ` on PostgreSQL.
     Timestamp(Option<DateTime<Utc>>),
+    Float(Option<f64>),
     /// JSON text; the placeholder is cast to `jsonb` on PostgreSQL.
     Json(Option<String>),
     /// A list of strings: a JSON array read with `json_each` on SQLite, `text[]` on PostgreSQL.
@@ -336,6 +352,29 @@ impl Sql {
         }
     }
 
+    /// An audience condition compiled to SQL, its placeholders numbered after the arguments
+    /// so far (the rest of the statement must use [`Sql::arg`]).
+    pub(crate) fn condition(
+        &mut self,
+        expr: &crate::condition::Expr,
+        now: DateTime<Utc>,
+    ) -> Result<&mut Sql, StoreError> {
+        use crate::condition::SqlParam;
+        let filter = crate::condition::to_sql(expr, self.dialect, now, self.args.len() + 1)
+            .map_err(|e| StoreError::Condition(format!("{} ({})", e.message, e.code)))?;
+        self.text.push('(');
+        self.text.push_str(&filter.sql);
+        self.text.push(')');
+        self.args.extend(filter.params.into_iter().map(|p| match p {
+            SqlParam::Text(v) => Arg::Text(Some(v)),
+            SqlParam::Int(v) => Arg::Int(Some(v)),
+            SqlParam::Float(v) => Arg::Float(Some(v)),
+            SqlParam::Bool(v) => Arg::Bool(v),
+            SqlParam::Timestamp(v) => Arg::Timestamp(Some(v)),
+        }));
+        Ok(self)
+    }
+
     /// `column IN (the values)`, with the whole list bound as one argument.
     pub(crate) fn in_list(&mut self, column: &str, values: Vec<String>) -> &mut Sql {
         self.push(column);
@@ -366,6 +405,7 @@ impl Sql {
             query = match arg {
                 Arg::Text(v) | Arg::Json(v) => query.bind(v),
                 Arg::Int(v) => query.bind(v),
+                Arg::Float(v) => query.bind(v),
                 Arg::Bool(v) => query.bind(v),
                 Arg::Timestamp(v) => query.bind(v.map(sqlite_timestamp)),
                 Arg::TextList(v) => query.bind(serde_json::to_string(&v).expect("strings serialize")),
@@ -380,6 +420,7 @@ impl Sql {
             query = match arg {
                 Arg::Text(v) | Arg::Json(v) => query.bind(v),
                 Arg::Int(v) => query.bind(v),
+                Arg::Float(v) => query.bind(v),
                 Arg::Bool(v) => query.bind(v),
                 Arg::Timestamp(v) => query.bind(v),
                 Arg::TextList(v) => query.bind(v),

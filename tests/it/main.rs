@@ -1,6 +1,7 @@
 //! The one integration test binary: each module tests one part of the product.
 
 mod condition_sql;
+mod engine;
 mod engines;
 mod import;
 mod store;

@@ -1,0 +1,223 @@
+//! The engine: the edge that moves members through journeys (DESIGN §2, §6, §7).
+//!
+//! One [`Engine::tick`] at `now` does, in order, each in batches:
+//! 1. [`inbox`]: events that arrived start runs (event triggers), end them (`exit_when`),
+//!    wake waits (`for_event`) and reach goals — one worker at a time (the `inbox` lease);
+//! 2. [`triggers`]: schedule firings and date-trigger scans enroll members — one worker at a
+//!    time (the `scheduler` lease), each firing claimed once in the database;
+//! 3. [`advance`]: due runs are claimed (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and each is
+//!    decided by [`crate::decision::advance`]; the new state, the deliveries and the timeline
+//!    are written in one transaction per batch;
+//! 4. [`dispatch`]: due deliveries are claimed, rendered and sent concurrently, and their
+//!    outcomes written in one transaction per batch.
+//!
+//! `now` is a parameter: `serve` passes the wall clock, tests and `simulate` a virtual one.
+//! No state lives in memory between ticks except caches; a waiting member is a row.
+
+mod advance;
+mod dispatch;
+mod inbox;
+pub mod registry;
+mod triggers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+
+use crate::channels::{Channels, RetryPolicy};
+use crate::config::Config;
+use crate::decision::Policies;
+use crate::store::{Store, StoreError};
+use crate::template::ShopInfo;
+pub use registry::Registry;
+
+/// How an engine works (the defaults suit `serve`).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// This worker's name: unique per process (leases and claims carry it).
+    pub worker: String,
+    /// Runs, events or deliveries per batch (one transaction each).
+    pub batch: i64,
+    /// How long a claim holds before another worker may take the work over.
+    pub lease: chrono::Duration,
+    /// Schedule firings missed by at most this much (the service was down) still fire.
+    pub catch_up: chrono::Duration,
+    /// Sends in flight at once.
+    pub send_concurrency: usize,
+    pub retry: RetryPolicy,
+    /// Base of links in messages.
+    pub public_url: String,
+    pub shop: ShopInfo,
+}
+
+impl Options {
+    pub fn from_config(config: &Config) -> Options {
+        Options {
+            worker: format!("{}-{}-{}", hostname(), std::process::id(), random_token()),
+            batch: 1_000,
+            lease: chrono::Duration::seconds(60),
+            catch_up: chrono::Duration::hours(1),
+            send_concurrency: 64,
+            retry: RetryPolicy::default(),
+            public_url: config.public_url.trim_end_matches('/').to_string(),
+            shop: ShopInfo {
+                name: config.shop.name.clone(),
+                url: config.shop.url.clone(),
+                support_email: config.shop.support_email.clone(),
+                address: config.shop.address.clone(),
+            },
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "tidings".to_string())
+}
+
+/// A random token (claims, worker names).
+pub(crate) fn random_token() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..12).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tick {
+    pub events: usize,
+    pub enrolled: u64,
+    pub advanced: usize,
+    pub sent: usize,
+}
+
+impl Tick {
+    pub fn is_idle(&self) -> bool {
+        *self == Tick::default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Engine {
+    store: Store,
+    registry: Mutex<Registry>,
+    policies: Policies,
+    settings: crate::state::Settings,
+    channels: Channels,
+    options: Options,
+    /// Where each schedule's firings were looked at up to (filled from the store).
+    schedule_cursor: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        policies: Policies,
+        settings: crate::state::Settings,
+        channels: Channels,
+        options: Options,
+    ) -> Engine {
+        Engine {
+            store,
+            registry: Mutex::new(registry),
+            policies,
+            settings,
+            channels,
+            options,
+            schedule_cursor: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub fn settings(&self) -> &crate::state::Settings {
+        &self.settings
+    }
+
+    /// Swaps in newly loaded journeys (SIGHUP); runs on older versions keep them.
+    pub async fn reload(&self, registry: Registry) {
+        *self.registry.lock().await = registry;
+        self.schedule_cursor.lock().await.clear();
+    }
+
+    /// One pass over everything due at `now`.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<Tick, EngineError> {
+        let mut tick = Tick { events: self.process_inbox(now).await?, ..Tick::default() };
+        tick.enrolled = self.fire_triggers(now).await?;
+        loop {
+            let advanced = self.advance_due(now).await?;
+            tick.advanced += advanced;
+            if (advanced as i64) < self.options.batch {
+                break;
+            }
+        }
+        loop {
+            let sent = self.dispatch(now).await?;
+            tick.sent += sent;
+            if (sent as i64) < self.options.batch {
+                break;
+            }
+        }
+        Ok(tick)
+    }
+
+    /// Ticks at `now` until nothing more happens (tests and `simulate`: a decision can make
+    /// more work due at the same instant — an event that wakes a run, a send to dispatch).
+    pub async fn settle(&self, now: DateTime<Utc>) -> Result<Tick, EngineError> {
+        let mut total = Tick::default();
+        for _ in 0..100 {
+            let tick = self.tick(now).await?;
+            if tick.is_idle() {
+                break;
+            }
+            total.events += tick.events;
+            total.enrolled += tick.enrolled;
+            total.advanced += tick.advanced;
+            total.sent += tick.sent;
+        }
+        Ok(total)
+    }
+
+    /// Gives up this worker's leases (at shutdown).
+    pub async fn release(&self) -> Result<(), EngineError> {
+        for lease in [inbox::LEASE, triggers::LEASE] {
+            self.store.release_lease(lease, &self.options.worker).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Policies from `tidings.toml` (`config::Config::validate` has checked the syntax).
+pub fn policies(config: &Config) -> Result<Policies, String> {
+    let mut policies = Policies::none(config.timezone());
+    for (channel, window) in &config.policies.quiet_hours {
+        let c = crate::channel::Channel::parse(channel)
+            .ok_or_else(|| format!("policies.quiet_hours: no channel `{channel}`"))?;
+        let q = crate::timing::QuietHours::parse(window).map_err(|e| format!("policies.quiet_hours.{channel}: {e}"))?;
+        policies.quiet_hours.insert(c, q);
+    }
+    for (channel, cap) in &config.policies.frequency_caps {
+        let c = crate::channel::Channel::parse(channel)
+            .ok_or_else(|| format!("policies.frequency_caps: no channel `{channel}`"))?;
+        let f =
+            crate::timing::FrequencyCap::parse(cap).map_err(|e| format!("policies.frequency_caps.{channel}: {e}"))?;
+        policies.frequency_caps.insert(c, f);
+    }
+    Ok(policies)
+}
+
+/// Shared handle.
+pub type SharedEngine = Arc<Engine>;

@@ -1,0 +1,202 @@
+//! Time-based triggers: schedule firings (cron in the journey's time zone) and date scans
+//! (birthdays, anniversaries, points expiry, in each member's time zone).
+//!
+//! One worker at a time looks for due firings (the `scheduler` lease); each firing is also a
+//! row claimed once in the database (`firings`), and each run it creates is unique per
+//! (journey, member, firing), so two replicas firing the same tick enroll each member once.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::inbox::{line, matches, may_enter};
+use super::{Engine, EngineError};
+use crate::journey::{DateField, Journey, Reentry, Trigger};
+use crate::store::runs::{NewRun, Progress, Reentry as StoreReentry};
+use crate::store::versions::DateQuery;
+use crate::timing::{self, TriggerDate};
+
+pub(super) const LEASE: &str = "scheduler";
+
+/// Members enrolled per transaction when a schedule fires.
+const ENROLL_CHUNK: i64 = 5_000;
+
+impl Engine {
+    pub(super) async fn fire_triggers(&self, now: DateTime<Utc>) -> Result<u64, EngineError> {
+        if !self.store.take_lease(LEASE, &self.options.worker, now, self.options.lease).await? {
+            return Ok(0);
+        }
+        let journeys: Vec<Arc<Journey>> = self.registry.lock().await.current().cloned().collect();
+        let mut enrolled = 0;
+        for journey in journeys {
+            enrolled += match &journey.trigger {
+                Trigger::Schedule { .. } => self.fire_schedule(&journey, now).await?,
+                Trigger::Date { .. } => self.scan_dates(&journey, now).await?,
+                Trigger::Event { .. } => 0,
+            };
+        }
+        Ok(enrolled)
+    }
+
+    /// Fires every firing of a schedule in (where it left off, now].
+    async fn fire_schedule(&self, journey: &Journey, now: DateTime<Utc>) -> Result<u64, EngineError> {
+        let Trigger::Schedule { cron, timezone } = &journey.trigger else { return Ok(0) };
+        let from = {
+            let mut cursors = self.schedule_cursor.lock().await;
+            match cursors.get(&journey.id) {
+                Some(at) => *at,
+                None => {
+                    let last = self.store.last_firing(&journey.id).await?;
+                    let floor = now - self.options.catch_up;
+                    let from = last.map_or(floor, |l| l.max(floor));
+                    cursors.insert(journey.id.clone(), from);
+                    from
+                }
+            }
+        };
+        let mut enrolled = 0;
+        let mut at = from;
+        while let Some(fire_at) = cron.next_after(at, *timezone) {
+            if fire_at > now {
+                break;
+            }
+            enrolled += self.fire(journey, fire_at, now).await?;
+            at = fire_at;
+        }
+        self.schedule_cursor.lock().await.insert(journey.id.clone(), at.max(from));
+        Ok(enrolled)
+    }
+
+    /// One firing: claims it, then enrolls the audience in chunks, recording the cursor so
+    /// a crash resumes where it stopped.
+    async fn fire(&self, journey: &Journey, fire_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64, EngineError> {
+        let key = format!("schedule:{}", fire_at.to_rfc3339());
+        let Some(firing) = self.store.claim_firing(&journey.id, &key, fire_at, now, self.options.lease).await? else {
+            return Ok(0);
+        };
+        let reentry = match journey.reentry {
+            Reentry::Never => StoreReentry::Never,
+            Reentry::Always => StoreReentry::Always,
+            Reentry::After(gap) => StoreReentry::Since(now - gap.to_chrono()),
+        };
+        let mut cursor = firing.cursor.clone();
+        let mut total = 0;
+        loop {
+            let (n, next) = self
+                .store
+                .enroll_audience(
+                    &journey.id,
+                    &journey.version,
+                    &journey.steps[0].id,
+                    &key,
+                    journey.audience.as_ref().map(|a| &a.expr),
+                    reentry,
+                    cursor.as_deref(),
+                    ENROLL_CHUNK,
+                    now,
+                )
+                .await?;
+            total += n;
+            self.store.firing_progress(&firing, next.as_deref(), n, now + self.options.lease).await?;
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        tracing::info!(journey = %journey.id, %fire_at, enrolled = total, "schedule fired");
+        Ok(total)
+    }
+
+    /// Enrolls members whose date trigger fires in (where the scan left off, now].
+    async fn scan_dates(&self, journey: &Journey, now: DateTime<Utc>) -> Result<u64, EngineError> {
+        let Trigger::Date { field, at, offset } = &journey.trigger else { return Ok(0) };
+        // After downtime, dates of the last day still fire (a birthday a few hours late is
+        // better than none); older ones do not (a birthday message a week late is worse).
+        let floor = now - chrono::Duration::days(1);
+        let from = self.store.date_scan_cursor(&journey.id).await?.map_or(floor, |c| c.max(floor));
+        if from >= now {
+            return Ok(0);
+        }
+        let query = match field {
+            DateField::Member("birthday") | DateField::Member("joined_at") => {
+                let days: Vec<String> = timing::candidate_month_days(from, now, *offset)
+                    .into_iter()
+                    .map(|(m, d)| format!("{m:02}-{d:02}"))
+                    .collect();
+                if *field == DateField::Member("birthday") {
+                    DateQuery::Birthday(days)
+                } else {
+                    DateQuery::JoinedAt(days)
+                }
+            }
+            DateField::Member(_) => {
+                // A one-off timestamp: it fires `offset` from it, in a window two days wide
+                // on either side for time zones.
+                let margin = chrono::Duration::days(2);
+                DateQuery::PointsExpireAt(from - offset.to_chrono() - margin, now - offset.to_chrono() + margin)
+            }
+            DateField::Attribute(name) => DateQuery::Attribute(name.clone()),
+        };
+        let candidates = self.store.date_candidates(&query).await?;
+        let mut progress = Progress::default();
+        for chunk in candidates.chunks(self.options.batch as usize) {
+            let members = self.store.members(chunk).await?;
+            let last_entries = self.store.last_entries(chunk).await?;
+            for member in members.values() {
+                let Some(date) = trigger_date(field, member) else { continue };
+                let tz = self.policies.timezone_of(member);
+                for firing in timing::date_firings(&date, *at, *offset, tz, from, now) {
+                    if !matches(journey.audience.as_ref(), member, None, self, now) {
+                        continue;
+                    }
+                    // A date trigger fires once per occurrence (the run's key); `reentry:
+                    // after` still spaces occurrences out, and no member is in twice at once.
+                    let last = last_entries.get(&(member.id.clone(), journey.id.clone())).copied();
+                    let rule = match journey.reentry {
+                        Reentry::Never => Reentry::Always,
+                        other => other,
+                    };
+                    if last.is_some_and(|(_, open)| open) || !may_enter(rule, last, now) {
+                        let mut entry = line(now, &member.id, &journey.id, None, None, "skip");
+                        entry.reason = Some(crate::decision::Reason::Reentry.as_str().to_string());
+                        progress.journal.push(entry);
+                        continue;
+                    }
+                    progress.enroll.push(NewRun {
+                        member_id: member.id.clone(),
+                        journey_id: journey.id.clone(),
+                        version: journey.version.clone(),
+                        first_step: journey.steps[0].id.clone(),
+                        trigger_key: format!("date:{}", firing.key),
+                        trigger_event_id: None,
+                    });
+                }
+            }
+        }
+        let enrolled = progress.enroll.len() as u64;
+        self.store.record_progress(progress, now).await?;
+        self.store.set_date_scan_cursor(&journey.id, now).await?;
+        Ok(enrolled)
+    }
+}
+
+/// The date a member's field gives a date trigger, if it has one.
+fn trigger_date(field: &DateField, member: &crate::member::Member) -> Option<TriggerDate> {
+    match field {
+        DateField::Member("birthday") => {
+            member.birthday.as_ref().map(|b| TriggerDate::Yearly { month: b.month, day: b.day })
+        }
+        DateField::Member("joined_at") => {
+            use chrono::Datelike;
+            member.joined_at.map(|j| TriggerDate::Yearly { month: j.month(), day: j.day() })
+        }
+        DateField::Member("points_expire_at") => member.points_expire_at.map(|at| TriggerDate::Once(at.date_naive())),
+        DateField::Member(_) => None,
+        DateField::Attribute(name) => member
+            .attributes
+            .get(name)
+            .and_then(|v| v.as_str())
+            .and_then(|s| chrono::NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok())
+            .map(TriggerDate::Once),
+    }
+}

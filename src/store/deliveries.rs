@@ -1,0 +1,345 @@
+//! The outbox: deliveries claimed in batches for sending, their outcomes, suppressions, and
+//! what decisions need to know about past sends (frequency caps, `opened(step)` & co).
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use super::{Arg, ReadRow, Store, StoreError};
+use crate::member::Member;
+
+/// A delivery claimed for sending.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub run_id: i64,
+    pub step: String,
+    pub member_id: String,
+    pub journey_id: String,
+    pub version: String,
+    pub channel: String,
+    pub template: Option<String>,
+    pub variant: Option<String>,
+    pub vars: serde_json::Value,
+    pub address: Option<String>,
+    pub attempts: i64,
+    pub trigger_event_id: Option<String>,
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone)]
+pub enum DeliveryOutcome {
+    Sent {
+        provider_message_id: Option<String>,
+        subject: Option<String>,
+    },
+    /// A transient failure: try again then.
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    /// Failed for good; `suppress` takes the address off the channel.
+    Failed {
+        error: String,
+        suppress: bool,
+    },
+}
+
+/// Runs' past sends, for `received(step)`, `opened(step)` and `clicked(step)`.
+#[derive(Debug, Clone, Default)]
+pub struct SendHistory {
+    /// (run, step) pairs that were sent.
+    pub received: HashSet<(i64, String)>,
+    pub opened: HashSet<(i64, String)>,
+    pub clicked: HashSet<(i64, String)>,
+}
+
+fn text(value: &str) -> Arg {
+    Arg::Text(Some(value.to_string()))
+}
+
+fn read_claimed(r: &dyn ReadRow) -> Result<ClaimedDelivery, StoreError> {
+    Ok(ClaimedDelivery {
+        id: r.int("id")?.unwrap_or(0),
+        run_id: r.int("run_id")?.unwrap_or(0),
+        step: r.text("step")?.unwrap_or_default(),
+        member_id: r.text("member_id")?.unwrap_or_default(),
+        journey_id: r.text("journey_id")?.unwrap_or_default(),
+        version: r.text("journey_version")?.unwrap_or_default(),
+        channel: r.text("channel")?.unwrap_or_default(),
+        template: r.text("template")?,
+        variant: r.text("variant")?,
+        vars: r.json("vars")?.unwrap_or_default(),
+        address: r.text("address")?,
+        attempts: r.int("attempts")?.unwrap_or(0),
+        trigger_event_id: None,
+    })
+}
+
+impl Store {
+    /// Members by id, with tags (missing ids are left out).
+    pub async fn members(&self, ids: &[String]) -> Result<HashMap<String, Member>, StoreError> {
+        let mut tx = self.begin_read().await?;
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in super::chunks(ids, 1) {
+            for (id, stored) in super::members::load(&mut tx, chunk, false).await? {
+                out.insert(id, stored.member);
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Events by id.
+    pub async fn events_by_id(&self, ids: &[String]) -> Result<HashMap<String, crate::member::Event>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in super::chunks(ids, 1) {
+            let mut sql = self.sql();
+            sql.push("SELECT id, member_id, name, occurred_at, properties FROM events WHERE ")
+                .in_list("id", chunk.to_vec());
+            for event in self.fetch(sql, super::events::read_event).await? {
+                out.insert(event.id.clone(), event);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claims up to `limit` deliveries due for sending (and sends whose worker's claim ran
+    /// out: it died mid-send), marking them `sending` until `now + lease`.
+    pub async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        lease: chrono::Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let lock = if tx.dialect() == crate::condition::Dialect::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let mut sql = tx.sql();
+        let (until, at, n) = (
+            sql.arg(Arg::Timestamp(Some(now + lease))),
+            sql.arg(Arg::Timestamp(Some(now))),
+            sql.arg(Arg::Int(Some(limit))),
+        );
+        sql.push(&format!(
+            "UPDATE deliveries SET status = 'sending', claimed_until = {until}, attempts = attempts + 1 WHERE id IN (\
+             SELECT id FROM (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= {at} \
+             ORDER BY next_attempt_at LIMIT {n}{lock}) due \
+             UNION SELECT id FROM (SELECT id FROM deliveries WHERE status = 'sending' AND claimed_until <= {at} LIMIT {n}{lock}) lost) \
+             RETURNING id, run_id, step, member_id, journey_id, journey_version, channel, template, variant, vars, \
+             address, attempts"
+        ));
+        let mut claimed = tx.fetch(sql, read_claimed).await?;
+        // The trigger event of each run, for `event.*` in templates.
+        let runs: Vec<String> =
+            claimed.iter().map(|d| d.run_id.to_string()).collect::<HashSet<_>>().into_iter().collect();
+        if !runs.is_empty() {
+            let mut sql = tx.sql();
+            sql.push("SELECT id, trigger_event_id FROM runs WHERE trigger_event_id IS NOT NULL AND ");
+            match tx.dialect() {
+                crate::condition::Dialect::Sqlite => sql.in_list("CAST(id AS TEXT)", runs),
+                crate::condition::Dialect::Postgres => sql.in_list("id::text", runs),
+            };
+            let events: HashMap<i64, String> = tx
+                .fetch(sql, |r| Ok((r.int("id")?.unwrap_or(0), r.text("trigger_event_id")?.unwrap_or_default())))
+                .await?
+                .into_iter()
+                .collect();
+            for d in &mut claimed {
+                d.trigger_event_id = events.get(&d.run_id).cloned();
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Records what became of sent deliveries, in one transaction: status, provider id,
+    /// retry time, and suppressions for permanent failures.
+    pub async fn record_outcomes(
+        &self,
+        outcomes: &[(ClaimedDelivery, DeliveryOutcome)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for (d, outcome) in outcomes {
+            let mut sql = tx.sql();
+            match outcome {
+                DeliveryOutcome::Sent { provider_message_id, subject } => {
+                    sql.push("UPDATE deliveries SET status = 'sent', claimed_until = NULL, sent_at = ")
+                        .bind(Arg::Timestamp(Some(now)))
+                        .push(", provider_message_id = ")
+                        .bind(Arg::Text(provider_message_id.clone()))
+                        .push(", subject = ")
+                        .bind(Arg::Text(subject.clone()));
+                }
+                DeliveryOutcome::Retry { at, error } => {
+                    sql.push("UPDATE deliveries SET status = 'pending', claimed_until = NULL, next_attempt_at = ")
+                        .bind(Arg::Timestamp(Some(*at)))
+                        .push(", last_error = ")
+                        .bind(text(error));
+                }
+                DeliveryOutcome::Failed { error, suppress } => {
+                    sql.push("UPDATE deliveries SET status = 'failed', claimed_until = NULL, reason = ")
+                        .bind(text(if *suppress { "permanent_failure" } else { "failed" }))
+                        .push(", last_error = ")
+                        .bind(text(error));
+                    if let (true, Some(address)) = (*suppress, &d.address) {
+                        let mut s = tx.sql();
+                        s.push("INSERT INTO suppressions (channel, address, reason, created_at) VALUES (")
+                            .bind(text(&d.channel))
+                            .push(", ")
+                            .bind(text(address))
+                            .push(", ")
+                            .bind(text(error))
+                            .push(", ")
+                            .bind(Arg::Timestamp(Some(now)))
+                            .push(") ON CONFLICT (channel, address) DO NOTHING");
+                        tx.execute(s).await?;
+                    }
+                }
+            }
+            sql.push(" WHERE id = ").bind(Arg::Int(Some(d.id))).push(" AND status = 'sending'");
+            tx.execute(sql).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Takes an address off a channel (an unsubscribe, a hard bounce).
+    pub async fn suppress(
+        &self,
+        channel: &str,
+        address: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut sql = tx.sql();
+        sql.push("INSERT INTO suppressions (channel, address, reason, created_at) VALUES (")
+            .bind(text(channel))
+            .push(", ")
+            .bind(text(address))
+            .push(", ")
+            .bind(text(reason))
+            .push(", ")
+            .bind(Arg::Timestamp(Some(now)))
+            .push(") ON CONFLICT (channel, address) DO NOTHING");
+        tx.execute(sql).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Which of these (channel, address) pairs are suppressed.
+    pub async fn suppressed(&self, addresses: &[(String, String)]) -> Result<HashSet<(String, String)>, StoreError> {
+        let mut out = HashSet::new();
+        let keys: Vec<String> = addresses.iter().map(|(c, a)| format!("{c}\u{1f}{a}")).collect();
+        for chunk in super::chunks(&keys, 1) {
+            let mut sql = self.sql();
+            sql.push("SELECT channel, address FROM suppressions WHERE ");
+            match sql.dialect() {
+                crate::condition::Dialect::Sqlite => sql.in_list("channel || char(31) || address", chunk.to_vec()),
+                crate::condition::Dialect::Postgres => sql.in_list("channel || chr(31) || address", chunk.to_vec()),
+            };
+            out.extend(
+                self.fetch(sql, |r| {
+                    Ok((r.text("channel")?.unwrap_or_default(), r.text("address")?.unwrap_or_default()))
+                })
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Per member and channel, the sends (pending, sending or sent) created at or after
+    /// `since`, across all journeys (for frequency caps).
+    pub async fn recent_sends(
+        &self,
+        members: &[String],
+        since: DateTime<Utc>,
+    ) -> Result<HashMap<(String, String), u32>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in super::chunks(members, 1) {
+            let mut sql = self.sql();
+            sql.push("SELECT member_id, channel, COUNT(*) AS n FROM deliveries WHERE ")
+                .in_list("member_id", chunk.to_vec())
+                .push(" AND status IN ('pending', 'sending', 'sent', 'delivered') AND created_at >= ")
+                .bind(Arg::Timestamp(Some(since)))
+                .push(" GROUP BY member_id, channel");
+            for (key, n) in self
+                .fetch(sql, |r| {
+                    let key = (r.text("member_id")?.unwrap_or_default(), r.text("channel")?.unwrap_or_default());
+                    Ok((key, r.int("n")?.unwrap_or(0) as u32))
+                })
+                .await?
+            {
+                out.insert(key, n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What these runs sent, and which of those sends were opened or clicked.
+    pub async fn send_history(&self, runs: &[i64]) -> Result<SendHistory, StoreError> {
+        let mut history = SendHistory::default();
+        let ids: Vec<String> = runs.iter().map(i64::to_string).collect();
+        for chunk in super::chunks(&ids, 1) {
+            let mut sql = self.sql();
+            let column = match sql.dialect() {
+                crate::condition::Dialect::Sqlite => "CAST(d.run_id AS TEXT)",
+                crate::condition::Dialect::Postgres => "d.run_id::text",
+            };
+            let delivery = match sql.dialect() {
+                crate::condition::Dialect::Sqlite => "json_extract(e.properties, '$.delivery_id')",
+                crate::condition::Dialect::Postgres => "(e.properties->>'delivery_id')::bigint",
+            };
+            sql.push(&format!(
+                "SELECT d.run_id, d.step, d.status, \
+                 (SELECT COUNT(*) FROM events e WHERE e.member_id = d.member_id AND e.name = 'message.opened' AND {delivery} = d.id) AS opened, \
+                 (SELECT COUNT(*) FROM events e WHERE e.member_id = d.member_id AND e.name = 'message.clicked' AND {delivery} = d.id) AS clicked \
+                 FROM deliveries d WHERE "
+            ))
+            .in_list(column, chunk.to_vec())
+            .push(" AND d.status IN ('sending', 'sent', 'delivered')");
+            for (run, step, opened, clicked) in self
+                .fetch(sql, |r| {
+                    Ok((
+                        r.int("run_id")?.unwrap_or(0),
+                        r.text("step")?.unwrap_or_default(),
+                        r.int("opened")?.unwrap_or(0) > 0,
+                        r.int("clicked")?.unwrap_or(0) > 0,
+                    ))
+                })
+                .await?
+            {
+                history.received.insert((run, step.clone()));
+                if opened || clicked {
+                    history.opened.insert((run, step.clone()));
+                }
+                if clicked {
+                    history.clicked.insert((run, step));
+                }
+            }
+        }
+        Ok(history)
+    }
+
+    /// Removes a push token from a member (FCM said it is no longer registered).
+    pub async fn remove_push_token(
+        &self,
+        member_id: &str,
+        token: &str,
+        now: DateTime<Utc>,
+        settings: &crate::state::Settings,
+    ) -> Result<(), StoreError> {
+        let Some(member) = self.member(member_id).await? else { return Ok(()) };
+        let tokens: Vec<String> = member.push_tokens.into_iter().filter(|t| t != token).collect();
+        let event = crate::member::Event {
+            id: format!("push-unregistered:{member_id}:{token}"),
+            member_id: member_id.to_string(),
+            name: "member.updated".to_string(),
+            occurred_at: now,
+            properties: serde_json::json!({ "push_tokens": tokens }),
+        };
+        self.append_events(&[event], now, settings).await?;
+        Ok(())
+    }
+}

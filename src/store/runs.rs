@@ -1,0 +1,555 @@
+//! Runs: enrolling members, claiming due runs in batches, and writing a batch of
+//! decisions (run updates, deliveries, timeline lines) in one transaction.
+//!
+//! Claims are leases: a claimed run carries `claimed_until`, and a worker that dies loses
+//! its claim when the lease runs out, so another picks the run up. On PostgreSQL the claim
+//! is `FOR UPDATE SKIP LOCKED`, so workers never wait on one another's batches.
+
+use chrono::{DateTime, Utc};
+
+use super::{Arg, ReadRow, Store, StoreError, Tx, chunks};
+use crate::condition::Dialect;
+
+/// A member entering a journey.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub member_id: String,
+    pub journey_id: String,
+    pub version: String,
+    pub first_step: String,
+    /// Unique per journey and member: the trigger event id, the schedule's fire time or the
+    /// date occurrence.
+    pub trigger_key: String,
+    pub trigger_event_id: Option<String>,
+}
+
+/// A run claimed for a decision.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    pub id: i64,
+    pub member_id: String,
+    pub journey_id: String,
+    pub version: String,
+    pub step: Option<String>,
+    pub status: String,
+    pub entered_at: DateTime<Utc>,
+    pub trigger_event_id: Option<String>,
+    pub visits: i64,
+    pub converted: bool,
+    pub due_at: Option<DateTime<Utc>>,
+    pub waiting_for: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_reason: Option<String>,
+}
+
+impl ClaimedRun {
+    /// An update that leaves the run as it is (to change one thing).
+    pub fn unchanged(&self, claim: Option<String>) -> RunUpdate {
+        RunUpdate {
+            id: self.id,
+            step: self.step.clone(),
+            status: match self.status.as_str() {
+                "active" => "active",
+                "waiting" => "waiting",
+                "exited" => "exited",
+                _ => "done",
+            },
+            due_at: self.due_at,
+            waiting_for: self.waiting_for.clone(),
+            finished_at: self.finished_at,
+            exit_reason: self.exit_reason.clone(),
+            converted_at: None,
+            add_visits: 0,
+            claim,
+        }
+    }
+}
+
+/// The new state of a run after a decision.
+#[derive(Debug, Clone)]
+pub struct RunUpdate {
+    pub id: i64,
+    pub step: Option<String>,
+    /// `active`, `waiting`, `done` or `exited`.
+    pub status: &'static str,
+    pub due_at: Option<DateTime<Utc>>,
+    pub waiting_for: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_reason: Option<String>,
+    pub converted_at: Option<DateTime<Utc>>,
+    pub add_visits: i64,
+    /// The claim token this decision was made under; None: the run must be unclaimed (or
+    /// its claim expired) at `now`.
+    pub claim: Option<String>,
+}
+
+/// A delivery (status `pending`) or a skipped send (status `skipped`, with a reason).
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub run_id: i64,
+    pub step: String,
+    pub occurrence: i64,
+    pub member_id: String,
+    pub journey_id: String,
+    pub version: String,
+    pub channel: String,
+    pub template: Option<String>,
+    pub variant: Option<String>,
+    pub vars: serde_json::Value,
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub address: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One line of the timeline.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JournalEntry {
+    pub at: DateTime<Utc>,
+    pub member_id: String,
+    pub journey_id: String,
+    pub run_id: Option<i64>,
+    pub step: Option<String>,
+    pub action: String,
+    pub channel: Option<String>,
+    pub template: Option<String>,
+    pub variant: Option<String>,
+    pub reason: Option<String>,
+}
+
+const RUN_COLUMNS: &str = "id, member_id, journey_id, journey_version, step, status, entered_at, trigger_event_id, \
+     visits, converted_at, due_at, waiting_for, finished_at, exit_reason";
+
+fn read_run(r: &dyn ReadRow) -> Result<ClaimedRun, StoreError> {
+    Ok(ClaimedRun {
+        id: r.int("id")?.unwrap_or(0),
+        member_id: r.text("member_id")?.unwrap_or_default(),
+        journey_id: r.text("journey_id")?.unwrap_or_default(),
+        version: r.text("journey_version")?.unwrap_or_default(),
+        step: r.text("step")?,
+        status: r.text("status")?.unwrap_or_default(),
+        entered_at: r.timestamp("entered_at")?.unwrap_or_default(),
+        trigger_event_id: r.text("trigger_event_id")?,
+        visits: r.int("visits")?.unwrap_or(0),
+        converted: r.timestamp("converted_at")?.is_some(),
+        due_at: r.timestamp("due_at")?,
+        waiting_for: r.text("waiting_for")?,
+        finished_at: r.timestamp("finished_at")?,
+        exit_reason: r.text("exit_reason")?,
+    })
+}
+
+fn text(value: &str) -> Arg {
+    Arg::Text(Some(value.to_string()))
+}
+
+impl Store {
+    /// Inserts runs (active at their first step, due `now`) and their `enter` lines; a run
+    /// whose (journey, member, trigger key) exists is skipped. Returns the new runs' ids.
+    pub async fn enroll(&self, runs: &[NewRun], now: DateTime<Utc>) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let created = insert_runs(&mut tx, runs, now).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Enrolls, in one transaction, up to `limit` members after `cursor` (by id) who match
+    /// `audience` and may enter under the journey's reentry rule. Returns how many entered
+    /// and the last member id looked at (None when no member was left).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enroll_audience(
+        &self,
+        journey_id: &str,
+        version: &str,
+        first_step: &str,
+        trigger_key: &str,
+        audience: Option<&crate::condition::Expr>,
+        reentry: Reentry,
+        cursor: Option<&str>,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(u64, Option<String>), StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Numbered placeholders throughout: the audience fragment comes numbered.
+        let mut sql = tx.sql();
+        sql.push("SELECT m.id FROM members m WHERE ");
+        match audience {
+            Some(expr) => sql.condition(expr, now)?,
+            None => sql.push("1 = 1"),
+        };
+        if let Some(cursor) = cursor {
+            let p = sql.arg(text(cursor));
+            sql.push(&format!(" AND m.id > {p}"));
+        }
+        let journey = sql.arg(text(journey_id));
+        match reentry {
+            Reentry::Always => {}
+            Reentry::Never => {
+                sql.push(&format!(
+                    " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.member_id = m.id AND r.journey_id = {journey})"
+                ));
+            }
+            Reentry::Since(since) => {
+                let since = sql.arg(Arg::Timestamp(Some(since)));
+                sql.push(&format!(
+                    " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.member_id = m.id AND r.journey_id = {journey} \
+                     AND (r.entered_at >= {since} OR r.status IN ('active', 'waiting')))"
+                ));
+            }
+        }
+        let limit = sql.arg(Arg::Int(Some(limit)));
+        sql.push(&format!(" ORDER BY m.id LIMIT {limit}"));
+        let members: Vec<String> = tx.fetch(sql, |r| Ok(r.text("id")?.unwrap_or_default())).await?;
+        let Some(last) = members.last().cloned() else {
+            tx.commit().await?;
+            return Ok((0, None));
+        };
+        let runs: Vec<NewRun> = members
+            .into_iter()
+            .map(|member_id| NewRun {
+                member_id,
+                journey_id: journey_id.to_string(),
+                version: version.to_string(),
+                first_step: first_step.to_string(),
+                trigger_key: trigger_key.to_string(),
+                trigger_event_id: None,
+            })
+            .collect();
+        let created = insert_runs(&mut tx, &runs, now).await?;
+        tx.commit().await?;
+        Ok((created.len() as u64, Some(last)))
+    }
+
+    /// Claims up to `limit` runs that are due, for `lease`.
+    pub async fn claim_due_runs(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        lease: chrono::Duration,
+        token: &str,
+    ) -> Result<Vec<ClaimedRun>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut sql = tx.sql();
+        sql.push("UPDATE runs SET claimed_until = ")
+            .bind(Arg::Timestamp(Some(now + lease)))
+            .push(", claimed_by = ")
+            .bind(text(token))
+            .push(" WHERE id IN (SELECT id FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ")
+            .bind(Arg::Timestamp(Some(now)))
+            .push(" AND (claimed_until IS NULL OR claimed_until <= ")
+            .bind(Arg::Timestamp(Some(now)))
+            .push(") ORDER BY due_at LIMIT ")
+            .bind(Arg::Int(Some(limit)));
+        if tx.dialect() == Dialect::Postgres {
+            sql.push(" FOR UPDATE SKIP LOCKED");
+        }
+        sql.push(") RETURNING ").push(RUN_COLUMNS);
+        let runs = tx.fetch(sql, read_run).await?;
+        tx.commit().await?;
+        Ok(runs)
+    }
+
+    /// The runs of these members that an event may concern: in progress, or finished but
+    /// not converted and entered at or after `since` (a goal window).
+    pub async fn open_runs_of(&self, members: &[String], since: DateTime<Utc>) -> Result<Vec<ClaimedRun>, StoreError> {
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = self.sql();
+        sql.push("SELECT ").push(RUN_COLUMNS).push(" FROM runs WHERE ").in_list("member_id", members.to_vec());
+        sql.push(" AND (status IN ('active', 'waiting') OR (converted_at IS NULL AND entered_at >= ")
+            .bind(Arg::Timestamp(Some(since)))
+            .push(")) ORDER BY entered_at, id");
+        self.fetch(sql, read_run).await
+    }
+
+    /// When each of these members last entered each journey (for reentry rules).
+    pub async fn last_entries(
+        &self,
+        members: &[String],
+    ) -> Result<std::collections::HashMap<(String, String), (DateTime<Utc>, bool)>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        if members.is_empty() {
+            return Ok(out);
+        }
+        let mut sql = self.sql();
+        sql.push(
+            "SELECT member_id, journey_id, MAX(entered_at) AS last, \
+             SUM(CASE WHEN status IN ('active', 'waiting') THEN 1 ELSE 0 END) AS open FROM runs WHERE ",
+        )
+        .in_list("member_id", members.to_vec())
+        .push(" GROUP BY member_id, journey_id");
+        for (key, last, open) in self
+            .fetch(sql, |r| {
+                let key = (r.text("member_id")?.unwrap_or_default(), r.text("journey_id")?.unwrap_or_default());
+                Ok((key, r.timestamp("last")?.unwrap_or_default(), r.int("open")?.unwrap_or(0) > 0))
+            })
+            .await?
+        {
+            out.insert(key, (last, open));
+        }
+        Ok(out)
+    }
+
+    /// Writes a batch of decisions: the runs' new state, their deliveries (one per run,
+    /// step and occurrence) and timeline lines, for the runs whose claim still holds (a
+    /// decision whose claim was lost is dropped whole: the new holder decides again).
+    /// Returns the ids of the runs written.
+    pub async fn record_progress(&self, progress: Progress, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let written = self::record(&mut tx, progress, now).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// A member's timeline, oldest first.
+    pub async fn journal_of(&self, member_id: Option<&str>, limit: i64) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut sql = self.sql();
+        sql.push(
+            "SELECT at, member_id, journey_id, run_id, step, action, channel, template, variant, reason FROM journal",
+        );
+        if let Some(member_id) = member_id {
+            sql.push(" WHERE member_id = ").bind(text(member_id));
+        }
+        sql.push(" ORDER BY at, id LIMIT ").bind(Arg::Int(Some(limit)));
+        self.fetch(sql, read_journal).await
+    }
+}
+
+/// A batch of decisions to write.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub updates: Vec<RunUpdate>,
+    pub deliveries: Vec<NewDelivery>,
+    pub journal: Vec<JournalEntry>,
+    /// New runs (from events), written with the batch.
+    pub enroll: Vec<NewRun>,
+}
+
+pub(crate) async fn record(tx: &mut Tx, progress: Progress, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+    let written = update_runs(tx, &progress.updates, now).await?;
+    let kept: std::collections::HashSet<i64> = written.iter().copied().collect();
+    let owned =
+        |run: Option<i64>| run.is_none_or(|id| kept.contains(&id) || !progress.updates.iter().any(|u| u.id == id));
+    let deliveries: Vec<NewDelivery> = progress.deliveries.into_iter().filter(|d| owned(Some(d.run_id))).collect();
+    let journal: Vec<JournalEntry> = progress.journal.into_iter().filter(|j| owned(j.run_id)).collect();
+    insert_deliveries(tx, &deliveries).await?;
+    insert_journal(tx, &journal).await?;
+    insert_runs(tx, &progress.enroll, now).await?;
+    Ok(written)
+}
+
+/// Who may enter a journey again (see [`Store::enroll_audience`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Reentry {
+    Never,
+    Always,
+    /// Not while a run is in progress, nor if one entered at or after this instant.
+    Since(DateTime<Utc>),
+}
+
+fn read_journal(r: &dyn ReadRow) -> Result<JournalEntry, StoreError> {
+    Ok(JournalEntry {
+        at: r.timestamp("at")?.unwrap_or_default(),
+        member_id: r.text("member_id")?.unwrap_or_default(),
+        journey_id: r.text("journey_id")?.unwrap_or_default(),
+        run_id: r.int("run_id")?,
+        step: r.text("step")?,
+        action: r.text("action")?.unwrap_or_default(),
+        channel: r.text("channel")?,
+        template: r.text("template")?,
+        variant: r.text("variant")?,
+        reason: r.text("reason")?,
+    })
+}
+
+/// Inserts runs and their `enter` lines; returns (run id, member id) of the new ones.
+pub(crate) async fn insert_runs(
+    tx: &mut Tx,
+    runs: &[NewRun],
+    now: DateTime<Utc>,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut created = Vec::new();
+    for chunk in chunks(runs, 10) {
+        let mut sql = tx.sql();
+        sql.push(
+            "INSERT INTO runs (member_id, journey_id, journey_version, step, status, entered_at, due_at, \
+             trigger_key, trigger_event_id, visits) VALUES ",
+        );
+        for (i, run) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .bind(text(&run.member_id))
+                .push(", ")
+                .bind(text(&run.journey_id))
+                .push(", ")
+                .bind(text(&run.version))
+                .push(", ")
+                .bind(text(&run.first_step))
+                .push(", 'active', ")
+                .bind(Arg::Timestamp(Some(now)))
+                .push(", ")
+                .bind(Arg::Timestamp(Some(now)))
+                .push(", ")
+                .bind(text(&run.trigger_key))
+                .push(", ")
+                .bind(Arg::Text(run.trigger_event_id.clone()))
+                .push(", 0)");
+        }
+        sql.push(" ON CONFLICT (journey_id, member_id, trigger_key) DO NOTHING RETURNING id, member_id, journey_id");
+        created.extend(
+            tx.fetch(sql, |r| {
+                Ok((
+                    r.int("id")?.unwrap_or(0),
+                    r.text("member_id")?.unwrap_or_default(),
+                    r.text("journey_id")?.unwrap_or_default(),
+                ))
+            })
+            .await?,
+        );
+    }
+    let journal: Vec<JournalEntry> = created
+        .iter()
+        .map(|(id, member_id, journey_id)| JournalEntry {
+            at: now,
+            member_id: member_id.clone(),
+            journey_id: journey_id.clone(),
+            run_id: Some(*id),
+            step: None,
+            action: "enter".to_string(),
+            channel: None,
+            template: None,
+            variant: None,
+            reason: None,
+        })
+        .collect();
+    insert_journal(tx, &journal).await?;
+    Ok(created.into_iter().map(|(id, member, _)| (id, member)).collect())
+}
+
+/// Applies run updates where the claim still holds; returns the ids updated.
+async fn update_runs(tx: &mut Tx, updates: &[RunUpdate], now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+    let mut updated = Vec::with_capacity(updates.len());
+    for chunk in chunks(updates, 10) {
+        let mut sql = tx.sql();
+        sql.push(
+            "WITH v (id, step, status, due_at, waiting_for, finished_at, exit_reason, converted_at, visits, claim) \
+             AS (VALUES ",
+        );
+        for (i, u) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .bind(Arg::Int(Some(u.id)))
+                .push(", ")
+                .bind(Arg::Text(u.step.clone()))
+                .push(", ")
+                .bind(text(u.status))
+                .push(", ")
+                .bind(Arg::Timestamp(u.due_at))
+                .push(", ")
+                .bind(Arg::Text(u.waiting_for.clone()))
+                .push(", ")
+                .bind(Arg::Timestamp(u.finished_at))
+                .push(", ")
+                .bind(Arg::Text(u.exit_reason.clone()))
+                .push(", ")
+                .bind(Arg::Timestamp(u.converted_at))
+                .push(", ")
+                .bind(Arg::Int(Some(u.add_visits)))
+                .push(", ")
+                .bind(Arg::Text(u.claim.clone()))
+                .push(")");
+        }
+        sql.push(
+            ") UPDATE runs SET step = v.step, status = v.status, due_at = v.due_at, waiting_for = v.waiting_for, \
+             finished_at = v.finished_at, exit_reason = v.exit_reason, \
+             converted_at = COALESCE(runs.converted_at, v.converted_at), visits = runs.visits + v.visits, \
+             claimed_until = NULL, claimed_by = NULL FROM v WHERE runs.id = v.id AND \
+             (runs.claimed_by = v.claim OR (v.claim IS NULL AND (runs.claimed_until IS NULL OR runs.claimed_until <= ",
+        )
+        .bind(Arg::Timestamp(Some(now)))
+        .push("))) RETURNING runs.id");
+        updated.extend(tx.fetch(sql, |r| Ok(r.int("id")?.unwrap_or(0))).await?);
+    }
+    Ok(updated)
+}
+
+async fn insert_deliveries(tx: &mut Tx, deliveries: &[NewDelivery]) -> Result<(), StoreError> {
+    for chunk in chunks(deliveries, 16) {
+        let mut sql = tx.sql();
+        sql.push(
+            "INSERT INTO deliveries (run_id, step, occurrence, member_id, journey_id, journey_version, channel, \
+             template, variant, vars, status, reason, address, created_at, next_attempt_at, attempts) VALUES ",
+        );
+        for (i, d) in chunk.iter().enumerate() {
+            let next_attempt = (d.status == "pending").then_some(d.created_at);
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .bind(Arg::Int(Some(d.run_id)))
+                .push(", ")
+                .bind(text(&d.step))
+                .push(", ")
+                .bind(Arg::Int(Some(d.occurrence)))
+                .push(", ")
+                .bind(text(&d.member_id))
+                .push(", ")
+                .bind(text(&d.journey_id))
+                .push(", ")
+                .bind(text(&d.version))
+                .push(", ")
+                .bind(text(&d.channel))
+                .push(", ")
+                .bind(Arg::Text(d.template.clone()))
+                .push(", ")
+                .bind(Arg::Text(d.variant.clone()))
+                .push(", ")
+                .bind(Arg::Json(Some(d.vars.to_string())))
+                .push(", ")
+                .bind(text(d.status))
+                .push(", ")
+                .bind(Arg::Text(d.reason.clone()))
+                .push(", ")
+                .bind(Arg::Text(d.address.clone()))
+                .push(", ")
+                .bind(Arg::Timestamp(Some(d.created_at)))
+                .push(", ")
+                .bind(Arg::Timestamp(next_attempt))
+                .push(", 0)");
+        }
+        sql.push(" ON CONFLICT (run_id, step, occurrence) DO NOTHING");
+        tx.execute(sql).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn insert_journal(tx: &mut Tx, journal: &[JournalEntry]) -> Result<(), StoreError> {
+    for chunk in chunks(journal, 10) {
+        let mut sql = tx.sql();
+        sql.push(
+            "INSERT INTO journal (at, member_id, journey_id, run_id, step, action, channel, template, variant, reason) \
+             VALUES ",
+        );
+        for (i, j) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .bind(Arg::Timestamp(Some(j.at)))
+                .push(", ")
+                .bind(text(&j.member_id))
+                .push(", ")
+                .bind(text(&j.journey_id))
+                .push(", ")
+                .bind(Arg::Int(j.run_id))
+                .push(", ")
+                .bind(Arg::Text(j.step.clone()))
+                .push(", ")
+                .bind(text(&j.action))
+                .push(", ")
+                .bind(Arg::Text(j.channel.clone()))
+                .push(", ")
+                .bind(Arg::Text(j.template.clone()))
+                .push(", ")
+                .bind(Arg::Text(j.variant.clone()))
+                .push(", ")
+                .bind(Arg::Text(j.reason.clone()))
+                .push(")");
+        }
+        tx.execute(sql).await?;
+    }
+    Ok(())
+}
