@@ -3,6 +3,7 @@
 mod condition_sql;
 mod engine;
 mod engines;
+mod http;
 mod import;
 mod store;
 mod support;
