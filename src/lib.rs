@@ -1,7 +1,7 @@
 //! tidings — member-lifecycle marketing journeys defined in git.
 //!
 //! The pure core (no I/O beyond reading the files it is given, no clock):
-//! [`source`], [`diagnostic`], [`duration`], [`schedule`], [`schema`], [`member`],
+//! [`source`], [`diagnostic`], [`duration`], [`timing`], [`schedule`], [`schema`], [`member`],
 //! [`channel`], [`condition`], [`journey`], [`template`], [`project`], [`state`].
 //! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`import`], [`member_view`], [`cli`].
 //! See ARCHITECTURE.md for the map and its invariants.

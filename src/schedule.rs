@@ -3,11 +3,32 @@
 //! The `cron` crate wants a seconds field and numbers weekdays 1–7 from Sunday; marketers
 //! write crontab (`0 10 * * 1-5`, Sunday = 0 or 7). This module translates one to the other
 //! so that `1-5` means Monday to Friday, as in every crontab.
+//!
+//! **Daylight saving time.** A schedule names wall-clock times in its time zone; each is
+//! turned into an instant by [`timing::local_instant`], like every member-local time:
+//!
+//! - A time that does not exist on a spring-forward day (`30 2 * * *` on a 02:00→03:00
+//!   day) fires once, at the first valid instant after the gap (03:00 local). The `cron`
+//!   crate alone skips it, so the day would get no firing.
+//! - A time that occurs twice on an autumn day (`30 1 * * *` on a 02:00→01:00 day) fires
+//!   once, at its first occurrence. The `cron` crate alone yields both occurrences from one
+//!   iterator, and, asked for the next firing after an instant inside the repeated hour,
+//!   answers with the first occurrence, which is *before* that instant.
+//! - So hourly schedules (`0 * * * *`): on a spring-forward day 02:00 resolves to 03:00,
+//!   the same instant as the 03:00 firing, which fires once — only the hour that does not
+//!   exist is missing. On an autumn day 01:00 fires at its first occurrence and the
+//!   repeated hour has no firing of its own (the next is 02:00): each wall-clock time fires
+//!   once, no instant fires twice.
+//!
+//! The `cron` crate still does the calendar: it enumerates matching wall-clock times in a
+//! zone without DST (UTC used as a plain calendar), and this module resolves them.
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+
+use crate::timing;
 
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
@@ -50,9 +71,19 @@ impl CronSchedule {
         &self.expression
     }
 
-    /// The first firing strictly after `after`, at wall-clock time in `timezone`.
+    /// The first firing strictly after `after`, at wall-clock time in `timezone` (see the
+    /// module documentation for DST gaps and folds).
     pub fn next_after(&self, after: DateTime<Utc>, timezone: Tz) -> Option<DateTime<Utc>> {
-        self.schedule.after(&after.with_timezone(&timezone)).next().map(|at| at.with_timezone(&Utc))
+        // Wall-clock times map to instants in order (a gap's times all land on its end, a
+        // fold's on their first occurrence), and none before the local reading of `after`
+        // can land after it: walk the wall-clock times from there and take the first that
+        // resolves to a later instant. Times in a gap after their first resolve to the
+        // same instant, which is not later, so they are skipped, never fired twice.
+        let wall_clock = Utc.from_utc_datetime(&after.with_timezone(&timezone).naive_local());
+        self.schedule
+            .after(&wall_clock)
+            .map(|local| timing::local_instant(local.date_naive(), local.time(), timezone))
+            .find(|at| *at > after)
     }
 }
 
@@ -96,7 +127,7 @@ fn translate_weekdays(field: &str) -> Result<String, CronError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{Datelike, NaiveDate};
 
     fn at(tz: Tz, y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
         tz.with_ymd_and_hms(y, mo, d, h, mi, 0).single().unwrap().with_timezone(&Utc)
@@ -132,5 +163,155 @@ mod tests {
         );
         assert!(matches!(CronSchedule::parse("0 10 * * 8"), Err(CronError::Invalid(_))));
         assert!(matches!(CronSchedule::parse("0 10 * * funday"), Err(CronError::Invalid(_))));
+    }
+
+    /// The firings of `expression` in `zone` after `from`, as the zone's wall clock.
+    fn firings(expression: &str, zone: &str, from: DateTime<Utc>, count: usize) -> Vec<String> {
+        let s = CronSchedule::parse(expression).unwrap();
+        let tz: Tz = zone.parse().unwrap();
+        std::iter::successors(s.next_after(from, tz), |at| s.next_after(*at, tz))
+            .take(count)
+            .map(|at| at.with_timezone(&tz).format("%m-%d %H:%M %Z").to_string())
+            .collect()
+    }
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        NaiveDate::from_ymd_opt(y, mo, d).unwrap().and_hms_opt(h, mi, 0).unwrap().and_utc()
+    }
+
+    #[test]
+    fn a_daily_time_in_the_spring_forward_gap_fires_once_at_the_end_of_the_gap() {
+        let ny = firings("30 2 * * *", "America/New_York", utc(2027, 3, 12, 12, 0), 4);
+        assert_eq!(ny, ["03-13 02:30 EST", "03-14 03:00 EDT", "03-15 02:30 EDT", "03-16 02:30 EDT"]);
+        let berlin = firings("30 2 * * *", "Europe/Berlin", utc(2027, 3, 26, 12, 0), 4);
+        assert_eq!(berlin, ["03-27 02:30 CET", "03-28 03:00 CEST", "03-29 02:30 CEST", "03-30 02:30 CEST"]);
+        let auckland = firings("0 2 * * *", "Pacific/Auckland", utc(2027, 9, 24, 0, 0), 3);
+        assert_eq!(auckland, ["09-25 02:00 NZST", "09-26 03:00 NZDT", "09-27 02:00 NZDT"]);
+    }
+
+    #[test]
+    fn a_daily_time_in_the_autumn_fold_fires_once_at_its_first_occurrence() {
+        let ny = firings("30 1 * * *", "America/New_York", utc(2027, 11, 5, 12, 0), 4);
+        assert_eq!(ny, ["11-06 01:30 EDT", "11-07 01:30 EDT", "11-08 01:30 EST", "11-09 01:30 EST"]);
+        let berlin = firings("30 2 * * *", "Europe/Berlin", utc(2027, 10, 29, 12, 0), 4);
+        assert_eq!(berlin, ["10-30 02:30 CEST", "10-31 02:30 CEST", "11-01 02:30 CET", "11-02 02:30 CET"]);
+    }
+
+    #[test]
+    fn asked_from_inside_the_repeated_hour_the_next_firing_is_never_in_the_past() {
+        // The cron crate alone answered 05:30 UTC (01:30 EDT) for an `after` of 06:00 UTC.
+        let s = CronSchedule::parse("30 1 * * *").unwrap();
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let inside = utc(2027, 11, 7, 6, 0); // 01:00 EST, after 01:30 EDT
+        assert_eq!(s.next_after(inside, ny), Some(at(ny, 2027, 11, 8, 1, 30)));
+        for minutes in 0..180 {
+            let after = utc(2027, 11, 7, 4, 0) + chrono::TimeDelta::minutes(minutes);
+            let next = s.next_after(after, ny).unwrap();
+            assert!(next > after, "{after} → {next}");
+        }
+    }
+
+    #[test]
+    fn an_hourly_schedule_loses_only_the_missing_hour_in_spring() {
+        let ny = firings("0 * * * *", "America/New_York", utc(2027, 3, 14, 5, 30), 4);
+        assert_eq!(ny, ["03-14 01:00 EST", "03-14 03:00 EDT", "03-14 04:00 EDT", "03-14 05:00 EDT"]);
+        // Every firing is an hour after the one before: 02:00 and 03:00 are one instant.
+        let s = CronSchedule::parse("0 * * * *").unwrap();
+        let tz: Tz = "America/New_York".parse().unwrap();
+        let times: Vec<DateTime<Utc>> =
+            std::iter::successors(s.next_after(utc(2027, 3, 14, 0, 0), tz), |t| s.next_after(*t, tz))
+                .take(24)
+                .collect();
+        assert!(times.windows(2).all(|w| w[1] - w[0] == chrono::TimeDelta::hours(1)), "{times:?}");
+    }
+
+    #[test]
+    fn an_hourly_schedule_fires_each_wall_clock_hour_once_in_autumn() {
+        let ny = firings("0 * * * *", "America/New_York", utc(2027, 11, 7, 3, 30), 4);
+        assert_eq!(ny, ["11-07 00:00 EDT", "11-07 01:00 EDT", "11-07 02:00 EST", "11-07 03:00 EST"]);
+        let s = CronSchedule::parse("0 * * * *").unwrap();
+        let tz: Tz = "America/New_York".parse().unwrap();
+        let times: Vec<DateTime<Utc>> =
+            std::iter::successors(s.next_after(utc(2027, 11, 7, 0, 0), tz), |t| s.next_after(*t, tz))
+                .take(24)
+                .collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]));
+        // One gap of two hours (the repeated 01:00 does not fire again), every other one hour.
+        let gaps: Vec<i64> = times.windows(2).map(|w| (w[1] - w[0]).num_hours()).collect();
+        assert_eq!(gaps.iter().filter(|&&h| h == 2).count(), 1, "{gaps:?}");
+        assert!(gaps.iter().all(|&h| h == 1 || h == 2));
+    }
+
+    #[test]
+    fn a_schedule_every_quarter_hour_in_the_gap_fires_once_at_its_end() {
+        let ny = firings("*/15 2 * * *", "America/New_York", utc(2027, 3, 14, 0, 0), 3);
+        assert_eq!(ny, ["03-14 03:00 EDT", "03-15 02:00 EDT", "03-15 02:15 EDT"]);
+    }
+
+    #[test]
+    fn a_schedule_fires_once_per_local_date_through_a_year_of_dst_changes() {
+        for zone in [
+            "America/New_York",
+            "Europe/Berlin",
+            "Europe/London",
+            "Pacific/Auckland",
+            "Pacific/Chatham",
+            "America/St_Johns",
+        ] {
+            let tz: Tz = zone.parse().unwrap();
+            for expression in ["30 2 * * *", "30 1 * * *", "0 3 * * *", "0 0 * * *"] {
+                let s = CronSchedule::parse(expression).unwrap();
+                let local_dates: Vec<NaiveDate> =
+                    std::iter::successors(s.next_after(utc(2026, 12, 30, 0, 0), tz), |t| s.next_after(*t, tz))
+                        .map(|t| t.with_timezone(&tz).date_naive())
+                        .skip_while(|d| d.year() < 2027)
+                        .take_while(|d| d.year() == 2027)
+                        .collect();
+                // Every date of 2027, each once.
+                let every_day: Vec<NaiveDate> =
+                    NaiveDate::from_ymd_opt(2027, 1, 1).unwrap().iter_days().take(365).collect();
+                assert_eq!(local_dates, every_day, "{zone} `{expression}`");
+            }
+        }
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        const ZONES: &[&str] = &[
+            "America/New_York",
+            "Europe/Berlin",
+            "Europe/London",
+            "Pacific/Auckland",
+            "Pacific/Chatham",
+            "America/St_Johns",
+            "Australia/Lord_Howe",
+            "Asia/Kolkata",
+        ];
+        const SCHEDULES: &[&str] =
+            &["30 2 * * *", "30 1 * * *", "0 * * * *", "*/15 * * * *", "45 2 * * 0", "0 10 * * 1-5", "0 0 1 * *"];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+            /// The next firing is always later, and asked from just before it, it is found again:
+            /// restarting never skips nor repeats a firing.
+            #[test]
+            fn the_next_firing_is_later_and_found_again_from_just_before_it(
+                zone in 0..ZONES.len(),
+                schedule in 0..SCHEDULES.len(),
+                seconds in 0i64..(5 * 365 * 86_400),
+            ) {
+                let tz: Tz = ZONES[zone].parse().unwrap();
+                let s = CronSchedule::parse(SCHEDULES[schedule]).unwrap();
+                let after = utc(2026, 1, 1, 0, 0) + chrono::TimeDelta::seconds(seconds);
+                let next = s.next_after(after, tz).unwrap();
+                prop_assert!(next > after);
+                prop_assert_eq!(s.next_after(next - chrono::TimeDelta::seconds(1), tz), Some(next));
+                let following = s.next_after(next, tz).unwrap();
+                prop_assert!(following > next);
+            }
+        }
     }
 }
