@@ -3,10 +3,13 @@
 //! The pure core (no I/O beyond reading the files it is given, no clock):
 //! [`source`], [`diagnostic`], [`duration`], [`schedule`], [`schema`], [`member`],
 //! [`channel`], [`condition`], [`journey`], [`template`], [`project`], [`state`].
-//! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`import`], [`member_view`], [`cli`].
+//! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`import`], [`member_view`],
+//! [`channels`] (email, SMS, push, webhook, outbox), [`links`] (signed tracking and
+//! unsubscribe tokens), [`cli`].
 //! See ARCHITECTURE.md for the map and its invariants.
 
 pub mod channel;
+pub mod channels;
 pub mod cli;
 pub mod condition;
 pub mod config;
@@ -14,6 +17,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod import;
 pub mod journey;
+pub mod links;
 pub mod member;
 pub mod member_view;
 pub mod project;
