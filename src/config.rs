@@ -22,6 +22,7 @@ pub struct Config {
     pub policies: Policies,
     pub lifecycle: LifecycleThresholds,
     pub shop: Shop,
+    pub channels: Channels,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -68,7 +69,137 @@ impl Default for Config {
             policies: Policies::default(),
             lifecycle: LifecycleThresholds::default(),
             shop: Shop::default(),
+            channels: Channels::default(),
         }
+    }
+}
+
+/// `[channels.*]`: providers and their limits. Which provider a channel uses follows from
+/// what is configured (unset = the outbox); secrets come only from the environment
+/// (`TIDINGS_SMTP_URL`, `TIDINGS_SMS_AUTH_TOKEN`, `TIDINGS_FCM_TOKEN`,
+/// `TIDINGS_WEBHOOK_SIGNING_SECRET`). Every key here is overridable by
+/// `TIDINGS_CHANNELS_<SECTION>_<KEY>`, e.g. `TIDINGS_CHANNELS_SMS_ACCOUNT_SID`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Channels {
+    pub email: EmailChannel,
+    pub sms: SmsChannel,
+    pub push: PushChannel,
+    pub webhook: WebhookChannel,
+    pub retry: Retry,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailChannel {
+    /// `Name <address>` when the template's front matter has no `from`; default: the shop's
+    /// name and support address.
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+    /// The address of the `mailto:` in `List-Unsubscribe` (RFC 8058 asks for https; mailto
+    /// is the fallback some clients use).
+    pub unsubscribe_mailto: Option<String>,
+    /// SMTP connections kept open and used at once.
+    pub connections: u32,
+    /// 0 = no limit.
+    pub messages_per_second: u32,
+    /// Per SMTP command, and for connecting.
+    pub timeout: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsChannel {
+    /// A Twilio-compatible API: `{base_url}/2010-04-01/Accounts/{account_sid}/Messages.json`.
+    pub base_url: String,
+    /// Set (with `TIDINGS_SMS_AUTH_TOKEN`) to send SMS; unset = the outbox.
+    pub account_sid: Option<String>,
+    /// The sending number (E.164); or use `messaging_service_sid`.
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    pub messages_per_second: u32,
+    pub timeout: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushChannel {
+    /// FCM HTTP v1: `{base_url}/v1/projects/{project_id}/messages:send`.
+    pub base_url: String,
+    /// Set (with `TIDINGS_FCM_TOKEN`) to send push; unset = the outbox.
+    pub project_id: Option<String>,
+    pub messages_per_second: u32,
+    pub timeout: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookChannel {
+    /// Where webhook steps POST their rendered JSON (with `TIDINGS_WEBHOOK_SIGNING_SECRET`);
+    /// unset = the outbox.
+    pub url: Option<String>,
+    pub messages_per_second: u32,
+    pub timeout: String,
+}
+
+/// How transient failures are retried: exponential backoff with jitter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    /// Attempts in all, the first one included.
+    pub max_attempts: u32,
+    /// The wait after the first failure; it doubles with each attempt.
+    pub base_delay: String,
+    /// No wait is longer (unless the provider's Retry-After asks for more).
+    pub max_delay: String,
+}
+
+impl Default for EmailChannel {
+    fn default() -> Self {
+        EmailChannel {
+            from: None,
+            reply_to: None,
+            unsubscribe_mailto: None,
+            connections: 8,
+            messages_per_second: 0,
+            timeout: "30s".into(),
+        }
+    }
+}
+
+impl Default for SmsChannel {
+    fn default() -> Self {
+        SmsChannel {
+            base_url: "https://api.twilio.com".into(),
+            account_sid: None,
+            from: None,
+            messaging_service_sid: None,
+            messages_per_second: 10,
+            timeout: "10s".into(),
+        }
+    }
+}
+
+impl Default for PushChannel {
+    fn default() -> Self {
+        PushChannel {
+            base_url: "https://fcm.googleapis.com".into(),
+            project_id: None,
+            messages_per_second: 500,
+            timeout: "10s".into(),
+        }
+    }
+}
+
+impl Default for WebhookChannel {
+    fn default() -> Self {
+        WebhookChannel { url: None, messages_per_second: 50, timeout: "10s".into() }
+    }
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { max_attempts: 8, base_delay: "1m".into(), max_delay: "6h".into() }
     }
 }
 
@@ -142,8 +273,15 @@ impl Config {
                 *slot = PathBuf::from(value);
             }
         }
+        config.channels.apply_env(&env)?;
         config.check()?;
         Ok(config)
+    }
+
+    /// A configured duration such as `channels.sms.timeout`, checked at load.
+    pub fn seconds(text: &str) -> std::time::Duration {
+        let seconds = Duration::parse(text).map_or(0, |d| d.as_secs());
+        std::time::Duration::from_secs(seconds.max(0) as u64)
     }
 
     pub fn timezone(&self) -> Tz {
@@ -180,6 +318,38 @@ impl Config {
                 format!("{} is not a number of years", self.lifecycle.clv_years),
             ));
         }
+        let c = &self.channels;
+        for (key, value) in [
+            ("channels.email.timeout", &c.email.timeout),
+            ("channels.sms.timeout", &c.sms.timeout),
+            ("channels.push.timeout", &c.push.timeout),
+            ("channels.webhook.timeout", &c.webhook.timeout),
+            ("channels.retry.base_delay", &c.retry.base_delay),
+            ("channels.retry.max_delay", &c.retry.max_delay),
+        ] {
+            match Duration::parse(value) {
+                Ok(d) if d.as_secs() > 0 => {}
+                Ok(_) => return Err(invalid(key, format!("`{value}` must be longer than 0s"))),
+                Err(e) => return Err(invalid(key, e.to_string())),
+            }
+        }
+        if c.retry.max_attempts == 0 {
+            return Err(invalid("channels.retry.max_attempts", "must be at least 1 (the first attempt)".into()));
+        }
+        if c.email.connections == 0 {
+            return Err(invalid("channels.email.connections", "must be at least 1".into()));
+        }
+        for (key, value) in [
+            ("channels.sms.base_url", Some(&c.sms.base_url)),
+            ("channels.push.base_url", Some(&c.push.base_url)),
+            ("channels.webhook.url", c.webhook.url.as_ref()),
+        ] {
+            let Some(value) = value else { continue };
+            let ok = url::Url::parse(value).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return Err(invalid(key, format!("`{value}` is not an http(s) URL")));
+            }
+        }
         for (channel, window) in &self.policies.quiet_hours {
             let ok = window.split_once('-').is_some_and(|(a, b)| {
                 [a, b].iter().all(|t| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").is_ok())
@@ -204,6 +374,65 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Channels {
+    /// `TIDINGS_CHANNELS_<SECTION>_<KEY>` overrides `[channels.<section>] <key>`.
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let texts: [(&str, &mut String); 8] = [
+            ("email.timeout", &mut self.email.timeout),
+            ("sms.base_url", &mut self.sms.base_url),
+            ("sms.timeout", &mut self.sms.timeout),
+            ("push.base_url", &mut self.push.base_url),
+            ("push.timeout", &mut self.push.timeout),
+            ("webhook.timeout", &mut self.webhook.timeout),
+            ("retry.base_delay", &mut self.retry.base_delay),
+            ("retry.max_delay", &mut self.retry.max_delay),
+        ];
+        for (key, slot) in texts {
+            if let Some(value) = env(&env_name(key)) {
+                *slot = value;
+            }
+        }
+        let options: [(&str, &mut Option<String>); 8] = [
+            ("email.from", &mut self.email.from),
+            ("email.reply_to", &mut self.email.reply_to),
+            ("email.unsubscribe_mailto", &mut self.email.unsubscribe_mailto),
+            ("sms.account_sid", &mut self.sms.account_sid),
+            ("sms.from", &mut self.sms.from),
+            ("sms.messaging_service_sid", &mut self.sms.messaging_service_sid),
+            ("push.project_id", &mut self.push.project_id),
+            ("webhook.url", &mut self.webhook.url),
+        ];
+        for (key, slot) in options {
+            if let Some(value) = env(&env_name(key)) {
+                *slot = (!value.trim().is_empty()).then_some(value);
+            }
+        }
+        let numbers: [(&str, &mut u32); 6] = [
+            ("email.connections", &mut self.email.connections),
+            ("email.messages_per_second", &mut self.email.messages_per_second),
+            ("sms.messages_per_second", &mut self.sms.messages_per_second),
+            ("push.messages_per_second", &mut self.push.messages_per_second),
+            ("webhook.messages_per_second", &mut self.webhook.messages_per_second),
+            ("retry.max_attempts", &mut self.retry.max_attempts),
+        ];
+        for (key, slot) in numbers {
+            let name = env_name(key);
+            if let Some(value) = env(&name) {
+                *slot = value.trim().parse().map_err(|_| ConfigError::Invalid {
+                    key: name.clone(),
+                    message: format!("`{value}` is not a whole number"),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `sms.account_sid` → `TIDINGS_CHANNELS_SMS_ACCOUNT_SID`.
+pub fn env_name(channel_key: &str) -> String {
+    format!("TIDINGS_CHANNELS_{}", channel_key.replace('.', "_").to_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -233,6 +462,38 @@ mod tests {
         assert_eq!(config.default_timezone, "Europe/Berlin");
         assert_eq!(config.database_url, "postgres://x");
         assert_eq!(config.workflows_dir, path.parent().unwrap().join("workflows"));
+    }
+
+    #[test]
+    fn channel_keys_come_from_the_file_and_the_environment() {
+        let (_dir, path) = write(
+            "[channels.sms]\naccount_sid = \"AC1\"\nfrom = \"+15550001111\"\nmessages_per_second = 3\n\
+             [channels.retry]\nmax_attempts = 4\n",
+        );
+        let env = |k: &str| match k {
+            "TIDINGS_CHANNELS_SMS_ACCOUNT_SID" => Some("AC2".to_string()),
+            "TIDINGS_CHANNELS_PUSH_MESSAGES_PER_SECOND" => Some("7".to_string()),
+            "TIDINGS_CHANNELS_WEBHOOK_URL" => Some("https://hooks.example/coupon".to_string()),
+            _ => None,
+        };
+        let config = Config::load(&path, true, env).unwrap();
+        assert_eq!(config.channels.sms.account_sid.as_deref(), Some("AC2"));
+        assert_eq!(config.channels.sms.from.as_deref(), Some("+15550001111"));
+        assert_eq!(config.channels.sms.messages_per_second, 3);
+        assert_eq!(config.channels.push.messages_per_second, 7);
+        assert_eq!(config.channels.retry.max_attempts, 4);
+        assert_eq!(config.channels.webhook.url.as_deref(), Some("https://hooks.example/coupon"));
+        assert_eq!(Config::seconds(&config.channels.sms.timeout), std::time::Duration::from_secs(10));
+
+        let (_dir, path) = write("[channels.webhook]\nurl = \"ftp://x\"\n");
+        let err = Config::load(&path, true, |_| None).unwrap_err().to_string();
+        assert!(err.contains("channels.webhook.url"), "{err}");
+        let err = Config::load(&path, false, |k| {
+            (k == "TIDINGS_CHANNELS_SMS_MESSAGES_PER_SECOND").then(|| "ten".to_string())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("TIDINGS_CHANNELS_SMS_MESSAGES_PER_SECOND"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! The pure core (no I/O beyond reading the files it is given, no clock):
 //! [`source`], [`diagnostic`], [`duration`], [`timing`], [`schedule`], [`schema`], [`member`],
 //! [`channel`], [`condition`], [`journey`], [`template`], [`project`], [`state`].
-//! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`import`], [`member_view`], [`cli`].
+//! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`import`], [`member_view`],
+//! [`channels`] (email, SMS, push, webhook, outbox), [`links`] (signed tracking and
+//! unsubscribe tokens), [`cli`].
 //! See ARCHITECTURE.md for the map and its invariants.
 
 pub mod assign;
@@ -19,6 +21,7 @@ pub mod engine;
 pub mod http;
 pub mod import;
 pub mod journey;
+pub mod links;
 pub mod member;
 pub mod member_view;
 pub mod project;

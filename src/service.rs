@@ -41,7 +41,7 @@ pub async fn engine(config: &Config, store: Store, channels: Channels) -> anyhow
 /// Runs the engine (and with `http`, the HTTP routes) until SIGTERM or ctrl-c.
 pub async fn run(config: &Config, http: bool) -> anyhow::Result<()> {
     let store = Store::open(&config.database_url).await.with_context(|| format!("opening {}", config.database_url))?;
-    let channels = crate::channels::Channels::outbox(config.outbox_dir.clone());
+    let channels = Channels::from_config(config, |name| std::env::var(name).ok()).context("configuring channels")?;
     let engine = Arc::new(engine(config, store.clone(), channels).await?);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
 

@@ -9,7 +9,7 @@ use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::source::{SourceFile, Span};
 
 /// Keys of an email's front matter; `subject` is required.
-pub const EMAIL_KEYS: &[&str] = &["subject", "preheader", "from", "reply_to", "layout"];
+pub const EMAIL_KEYS: &[&str] = &["subject", "preheader", "from", "reply_to", "layout", "tracking"];
 /// Keys of a push notification's front matter; `title` is required.
 pub const PUSH_KEYS: &[&str] = &["title", "deep_link", "image"];
 

@@ -48,8 +48,14 @@ pub(crate) fn all_names() -> impl Iterator<Item = &'static str> {
 }
 
 /// Rewrites a URL into a tracked one (the click redirect); identity in previews and tests.
+/// `crate::links::DeliveryLinks` is the real one.
 pub trait LinkTracker: Sync {
     fn track(&self, url: &str) -> String;
+
+    /// The open pixel (an `<img>` tag) appended to an email's HTML; `None`: no pixel.
+    fn open_pixel(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Leaves links as they are.

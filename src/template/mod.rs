@@ -7,7 +7,8 @@
 //!
 //! Layout of the directory:
 //! - `NAME.email.hbs` — front matter (`subject` required; `preheader`, `from`, `reply_to`,
-//!   `layout`) and the HTML body; `NAME.email.txt.hbs` — the optional plain-text part.
+//!   `layout`, `tracking: false` to leave links untracked and add no open pixel) and the
+//!   HTML body; `NAME.email.txt.hbs` — the optional plain-text part.
 //! - `NAME.sms.hbs` — the SMS text; `NAME.push.hbs` — front matter (`title` required;
 //!   `deep_link`, `image`) and the body; `NAME.webhook.hbs` — a JSON body.
 //! - `partials/NAME.hbs` — `{{> NAME}}` in any template; `layouts/NAME.hbs` — wraps an
@@ -80,6 +81,8 @@ struct Message {
     fields: Vec<(String, Option<Part>)>,
     /// The layout named in the front matter, when it exists.
     layout: Option<String>,
+    /// Front matter `tracking` (email; default true): tracked links and the open pixel.
+    tracking: bool,
     /// `None` when the body failed to compile (reported at load).
     body: Option<Part>,
     /// The `NAME.email.txt.hbs` part.
@@ -325,6 +328,7 @@ fn load_message(
     };
     let mut fields = Vec::new();
     let mut layout = None;
+    let mut tracking = true;
     let body_start = match keys {
         Some(keys) => {
             let (entries, body_start, problems) = front_matter::parse(&file, keys, channel.as_str());
@@ -332,6 +336,22 @@ fn load_message(
             for entry in entries {
                 if entry.key == "layout" {
                     layout = Some((entry.value.trim().to_string(), entry.value_span));
+                    continue;
+                }
+                if entry.key == "tracking" {
+                    match entry.value.trim() {
+                        "true" => tracking = true,
+                        "false" => tracking = false,
+                        other => diagnostics.push(
+                            Diagnostic::error(
+                                "T002",
+                                &file,
+                                entry.value_span,
+                                format!("`tracking` is `true` or `false`, not `{other}`"),
+                            )
+                            .with_hint("`tracking: false` sends links as written and adds no open pixel"),
+                        ),
+                    }
                     continue;
                 }
                 let part_name = format!("{registry_name}#{}", entry.key);
@@ -353,7 +373,7 @@ fn load_message(
         }
     };
     let body = compile_tail(&file, body_start, &registry_name, diagnostics);
-    (Message { name, channel, file, fields, layout: None, body, text: None }, layout)
+    (Message { name, channel, file, fields, layout: None, tracking, body, text: None }, layout)
 }
 
 fn compile_tail(file: &Arc<SourceFile>, start: usize, name: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<Part> {

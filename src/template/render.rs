@@ -9,7 +9,7 @@ use handlebars::{Context, Handlebars, RenderContext, RenderErrorReason, Renderab
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::helper::{self, Date, Link, LinkTracker};
+use super::helper::{self, Date, Link, LinkTracker, Untracked};
 use super::{Message, TemplateCatalog, plain_text};
 use crate::channel::Channel;
 use crate::member::{Birthday, Event, Member};
@@ -211,6 +211,9 @@ impl TemplateCatalog {
         {
             return Err(invalid());
         }
+        // `tracking: false` in the front matter: links as written, no pixel.
+        let untracked = RenderOptions { default_timezone: options.default_timezone, links: &Untracked };
+        let options = if message.tracking { options } else { &untracked };
         let mut data = serde_json::to_value(context)
             .map_err(|e| RenderError::Failed { location: name.to_string(), reason: e.to_string() })?;
         let registry_name = message.registry_name();
@@ -233,11 +236,14 @@ impl TemplateCatalog {
                 });
                 let html_name =
                     if message.layout.is_some() { layout_wrapper_name(message) } else { registry_name.clone() };
-                let html = self.run(&self.registries.html, &html_name, &data, options)?;
+                let mut html = self.run(&self.registries.html, &html_name, &data, options)?;
                 let text = match &message.text {
                     Some(_) => self.run(&self.registries.text, &format!("{registry_name}.txt"), &data, options)?,
                     None => plain_text::from_html(&html),
                 };
+                if let Some(pixel) = options.links.open_pixel() {
+                    html = with_pixel(html, &pixel);
+                }
                 Ok(Rendered::Email { subject, preheader, from, reply_to, html, text })
             }
             Channel::Sms => {
@@ -304,6 +310,21 @@ impl TemplateCatalog {
     }
 }
 
+/// The open pixel goes last in the body: before the last `</body>`, or at the end.
+fn with_pixel(mut html: String, pixel: &str) -> String {
+    match html.to_ascii_lowercase().rfind("</body>") {
+        Some(at) => html.insert_str(at, pixel),
+        None => {
+            if !html.ends_with('\n') {
+                html.push('\n');
+            }
+            html.push_str(pixel);
+            html.push('\n');
+        }
+    }
+    html
+}
+
 /// Headers are one line.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -361,6 +382,12 @@ pub fn event_value(event: &Event) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_pixel_goes_before_the_end_of_the_body() {
+        assert_eq!(with_pixel("<html><BODY>x</BODY></html>".into(), "<img>"), "<html><BODY>x<img></BODY></html>");
+        assert_eq!(with_pixel("<p>x</p>".into(), "<img>"), "<p>x</p>\n<img>\n");
+    }
 
     #[test]
     fn birthdays_count_down_and_feb_29_falls_on_feb_28_in_common_years() {

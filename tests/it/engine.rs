@@ -73,10 +73,18 @@ impl Shop {
         self.engine.settle(now).await.unwrap();
     }
 
+    /// The messages written to the outbox (one folder per channel).
     fn outbox(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("outbox"))
-            .map(|d| d.map(|e| e.unwrap().path()).collect())
-            .unwrap_or_default();
+        let mut files = Vec::new();
+        for channel in std::fs::read_dir(self.dir.path().join("outbox")).into_iter().flatten() {
+            let channel = channel.unwrap().path();
+            for file in std::fs::read_dir(&channel).into_iter().flatten() {
+                let file = file.unwrap().path();
+                if !file.file_name().unwrap().to_string_lossy().starts_with('.') {
+                    files.push(file);
+                }
+            }
+        }
         files.sort();
         files
     }

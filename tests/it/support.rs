@@ -266,3 +266,171 @@ pub async fn insert_members_postgres(pool: &PgPool, members: &[Member]) {
     }
     tx.commit().await.expect("commit");
 }
+
+/// A small SMTP server on a free port, in-process: it speaks just enough ESMTP for lettre,
+/// keeps every message it accepts (dot-stuffing undone), counts connections, and answers
+/// `RCPT TO` with `rcpt_reply` (e.g. `"550 5.1.1 no such user"`) when one is given.
+pub struct SmtpServer {
+    pub url: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<ReceivedMail>>>,
+    pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SmtpServer {
+    pub async fn start(rcpt_reply: Option<&'static str>) -> SmtpServer {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the test SMTP server");
+        let url = format!("smtp://{}", listener.local_addr().unwrap());
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (store, count) = (received.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(smtp_session(socket, store.clone(), rcpt_reply));
+            }
+        });
+        SmtpServer { url, received, connections, task }
+    }
+
+    pub fn mails(&self) -> Vec<ReceivedMail> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+async fn smtp_session(
+    socket: tokio::net::TcpStream,
+    store: std::sync::Arc<std::sync::Mutex<Vec<ReceivedMail>>>,
+    rcpt_reply: Option<&'static str>,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (read, mut write) = socket.into_split();
+    let mut lines = BufReader::new(read);
+    let mut current = ReceivedMail { mail_from: String::new(), rcpt_to: Vec::new(), data: Vec::new() };
+    let _ = write.write_all(b"220 test.local ESMTP\r\n").await;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let command = line.trim_end().to_string();
+        let upper = command.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            "250-test.local\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n".into()
+        } else if upper.starts_with("HELO") || upper.starts_with("NOOP") || upper.starts_with("RSET") {
+            "250 OK\r\n".into()
+        } else if upper.starts_with("MAIL FROM:") {
+            current = ReceivedMail { mail_from: command[10..].to_string(), rcpt_to: Vec::new(), data: Vec::new() };
+            "250 OK\r\n".into()
+        } else if upper.starts_with("RCPT TO:") {
+            match rcpt_reply {
+                Some(reply) => format!("{reply}\r\n"),
+                None => {
+                    current.rcpt_to.push(command[8..].to_string());
+                    "250 OK\r\n".into()
+                }
+            }
+        } else if upper == "DATA" {
+            let _ = write.write_all(b"354 go ahead\r\n").await;
+            let mut data = Vec::new();
+            loop {
+                let mut raw = Vec::new();
+                if lines.read_until(b'\n', &mut raw).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if raw == b".\r\n" {
+                    break;
+                }
+                let raw = if raw.starts_with(b"..") { raw[1..].to_vec() } else { raw };
+                data.extend_from_slice(&raw);
+            }
+            current.data = data;
+            store.lock().unwrap().push(current.clone());
+            "250 2.0.0 queued\r\n".into()
+        } else if upper == "QUIT" {
+            let _ = write.write_all(b"221 bye\r\n").await;
+            return;
+        } else {
+            "502 command not implemented\r\n".into()
+        };
+        if write.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The fixed "now" of rendering tests.
+pub const RENDER_NOW: &str = "2025-03-10T02:00:00Z";
+
+/// The member of `tests/fixtures/templates/member.json`.
+pub fn fixture_member() -> Member {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates/member.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("the fixture member parses")
+}
+
+/// The example templates of the repository.
+pub fn example_templates() -> tidings::template::TemplateCatalog {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let (catalog, diagnostics) = tidings::template::TemplateCatalog::load(&dir);
+    assert!(diagnostics.is_empty(), "the example templates have problems: {diagnostics:?}");
+    catalog
+}
+
+/// The render context for `member` at [`RENDER_NOW`], with a `tier.changed` event and the
+/// links of delivery `delivery_id` signed by `signer`.
+pub fn message_context(
+    member: &Member,
+    vars: &tidings::journey::model::Vars,
+    links: &tidings::links::DeliveryLinks,
+) -> tidings::template::MessageContext {
+    use tidings::template::{JourneyInfo, Links, MessageContext, ShopInfo, StepInfo};
+    let event = tidings::member::Event {
+        id: "evt-1".into(),
+        member_id: member.id.clone(),
+        name: "tier.changed".into(),
+        occurred_at: "2025-03-09T12:00:00Z".parse().unwrap(),
+        properties: serde_json::json!({ "from": "gold", "to": "diamond" }),
+    };
+    let unsubscribe = links.unsubscribe_url();
+    MessageContext {
+        member: tidings::template::member_value(member, RENDER_NOW.parse().unwrap(), chrono_tz::Asia::Shanghai),
+        event: tidings::template::event_value(&event),
+        journey: JourneyInfo { id: "birthday".into(), name: "Birthday".into() },
+        step: StepInfo { id: "email".into() },
+        variant: None,
+        vars: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        links: Links {
+            unsubscribe,
+            preferences: "https://t.example/preferences".into(),
+            view_online: "https://t.example/view".into(),
+        },
+        shop: ShopInfo {
+            name: "Tea House".into(),
+            url: "https://teahouse.example".into(),
+            support_email: "help@teahouse.example".into(),
+            address: "88 Longjing Road, Hangzhou".into(),
+        },
+    }
+}
+
+/// The link secret of the tests.
+pub const LINK_SECRET: &[u8] = b"test-link-secret-0123456789abcdef";
+
+pub fn link_signer() -> tidings::links::LinkSigner {
+    tidings::links::LinkSigner::new("https://t.example", LINK_SECRET).unwrap()
+}

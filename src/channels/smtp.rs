@@ -1,0 +1,305 @@
+//! SMTP connections for the email channel: `TIDINGS_SMTP_URL`, and a pool of lettre
+//! connections opened by our own connector.
+//!
+//! Why not lettre's `AsyncSmtpTransport`: it cannot set `TCP_NODELAY`, and lettre writes
+//! a message's body and its closing `\r\n.\r\n` as two writes before waiting for the
+//! answer. With Nagle's algorithm on, the small second write waits until the server ACKs
+//! the first, and the server delays that ACK (~40 ms on Linux) because it has nothing to
+//! say until it sees the end of the message: every message stalled ~44 ms. Our connector
+//! opens the socket with `TCP_NODELAY` and hands it to lettre
+//! (`AsyncSmtpConnection::connect_with_transport`), for plain, STARTTLS and implicit TLS
+//! alike. The pool also bounds the connections open at once (lettre's opens one per
+//! concurrent send and closes the extras) and checks an idle connection with `NOOP` only
+//! after it has been idle a while (lettre does it before every message).
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName};
+
+use super::SendError;
+
+/// How the connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// No TLS (`smtp://host:port`): a local relay or a test server.
+    Plain,
+    /// `STARTTLS` after connecting (`smtp://…?tls=starttls`, or `?tls=opportunistic` to
+    /// upgrade only when the server offers it).
+    StartTls { required: bool },
+    /// TLS from the first byte (`smtps://`, port 465 by default).
+    Tls,
+}
+
+/// A parsed `TIDINGS_SMTP_URL`: `smtp[s]://[user:password@]host[:port][?tls=starttls]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub credentials: Option<Credentials>,
+}
+
+impl std::fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpUrl")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("credentials", &self.credentials.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl SmtpUrl {
+    pub fn parse(text: &str) -> Result<SmtpUrl, String> {
+        let url = url::Url::parse(text.trim()).map_err(|e| format!("not a URL: {e}"))?;
+        let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.to_ascii_lowercase());
+        let security = match (url.scheme(), tls.as_deref()) {
+            ("smtps", None | Some("wrapper" | "tls" | "implicit")) => Security::Tls,
+            ("smtp", None | Some("none" | "plain")) => Security::Plain,
+            ("smtp", Some("starttls" | "required")) => Security::StartTls { required: true },
+            ("smtp", Some("opportunistic")) => Security::StartTls { required: false },
+            ("smtp" | "smtps", Some(other)) => {
+                return Err(format!("`tls={other}`: use `tls=starttls` or `tls=opportunistic` (or smtps://)"));
+            }
+            (scheme, _) => return Err(format!("`{scheme}://`: use smtp:// or smtps://")),
+        };
+        let host = url.host_str().filter(|h| !h.is_empty()).ok_or("the URL has no host")?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = url.port().unwrap_or(match security {
+            Security::Tls => 465,
+            Security::StartTls { .. } => 587,
+            Security::Plain => 25,
+        });
+        let decode = |s: &str| percent_encoding_decode(s);
+        let credentials = match (url.username(), url.password()) {
+            ("", None) => None,
+            (user, password) => Some(Credentials::new(decode(user)?, decode(password.unwrap_or(""))?)),
+        };
+        Ok(SmtpUrl { host, port, security, credentials })
+    }
+}
+
+fn percent_encoding_decode(text: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| "the credentials are not UTF-8 once percent-decoded".to_string())
+}
+
+/// How the pool connects; `nodelay: false` only to measure what it costs.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub connections: usize,
+    /// Per connect and per message.
+    pub timeout: Duration,
+    pub nodelay: bool,
+}
+
+/// Idle longer than this: checked with `NOOP` before it is used again.
+const CHECK_AFTER: Duration = Duration::from_secs(10);
+/// Idle longer than this: closed (servers drop idle clients after a few minutes).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Idle {
+    conn: AsyncSmtpConnection,
+    since: Instant,
+}
+
+/// At most `connections` SMTP connections, reused most-recent first.
+pub struct Pool {
+    url: SmtpUrl,
+    settings: PoolSettings,
+    hello: ClientId,
+    tls: Option<TlsConnector>,
+    slots: Semaphore,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("url", &self.url).field("settings", &self.settings).finish()
+    }
+}
+
+impl Pool {
+    pub fn new(url: SmtpUrl, settings: PoolSettings) -> Pool {
+        let tls = (url.security == Security::Tls).then(|| TlsConnector::from(Arc::new(client_config())));
+        let slots = Semaphore::new(settings.connections.max(1));
+        Pool { url, settings, hello: ClientId::default(), tls, slots, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// Sends one message on a pooled connection. A connection that failed in any way is
+    /// closed, never reused.
+    pub async fn send(&self, envelope: &Envelope, email: &[u8]) -> Result<Response, SendError> {
+        let _slot = self.slots.acquire().await.map_err(|_| SendError::transient("the SMTP pool is closed"))?;
+        let mut conn = self.checkout().await?;
+        let sent = tokio::time::timeout(self.settings.timeout, conn.send(envelope, email)).await;
+        match sent {
+            Ok(Ok(response)) => {
+                if !conn.has_broken() {
+                    self.idle.lock().expect("pool lock").push(Idle { conn, since: Instant::now() });
+                }
+                Ok(response)
+            }
+            Ok(Err(error)) => Err(classify(&error)),
+            Err(_) => {
+                Err(SendError::transient(format!("the SMTP server did not finish within {:?}", self.settings.timeout)))
+            }
+        }
+    }
+
+    /// Closes the idle connections politely (`QUIT`).
+    pub async fn close(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        for mut idle in idle {
+            let _ = tokio::time::timeout(Duration::from_secs(2), idle.conn.quit()).await;
+        }
+    }
+
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
+        loop {
+            let idle = self.idle.lock().expect("pool lock").pop();
+            let Some(mut idle) = idle else { break };
+            let age = idle.since.elapsed();
+            if age > IDLE_TIMEOUT {
+                continue;
+            }
+            if age <= CHECK_AFTER || idle.conn.test_connected().await {
+                return Ok(idle.conn);
+            }
+        }
+        match tokio::time::timeout(self.settings.timeout, self.connect()).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::transient(format!(
+                "could not connect to {}:{} within {:?}",
+                self.url.host, self.url.port, self.settings.timeout
+            ))),
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let url = &self.url;
+        let unreachable =
+            |e: io::Error| SendError::transient(format!("cannot connect to {}:{}: {e}", url.host, url.port));
+        let tcp = TcpStream::connect((url.host.as_str(), url.port)).await.map_err(unreachable)?;
+        tcp.set_nodelay(self.settings.nodelay).map_err(unreachable)?;
+        let stream: Box<dyn AsyncTokioStream> = match &self.tls {
+            Some(connector) => {
+                let name = ServerName::try_from(url.host.clone())
+                    .map_err(|e| SendError::transient(format!("`{}` is not a TLS server name: {e}", url.host)))?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| SendError::transient(format!("TLS with {}:{} failed: {e}", url.host, url.port)))?;
+                Box::new(TlsStream(tls))
+            }
+            None => Box::new(tcp),
+        };
+        let mut conn =
+            AsyncSmtpConnection::connect_with_transport(stream, &self.hello).await.map_err(|e| classify(&e))?;
+        if let Security::StartTls { required } = url.security {
+            if conn.can_starttls() {
+                let parameters = TlsParameters::new_rustls(url.host.clone()).map_err(|e| classify(&e))?;
+                conn.starttls(parameters, &self.hello).await.map_err(|e| classify(&e))?;
+            } else if required {
+                return Err(SendError::transient(format!(
+                    "{}:{} does not offer STARTTLS (use ?tls=opportunistic to allow plain text)",
+                    url.host, url.port
+                )));
+            }
+        }
+        if let Some(credentials) = &url.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await.map_err(|e| classify(&e))?;
+        }
+        Ok(conn)
+    }
+}
+
+/// SMTP 4xx, timeouts, network and TLS trouble are transient; SMTP 5xx is permanent.
+pub fn classify(error: &lettre::transport::smtp::Error) -> SendError {
+    let reason = format!("smtp: {error}");
+    if error.is_permanent() { SendError::Permanent { reason } } else { SendError::transient(reason) }
+}
+
+/// rustls with the ring provider and the Mozilla roots (webpki-roots), as lettre uses.
+fn client_config() -> ClientConfig {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// Implicit TLS for lettre: it takes any tokio stream that can name its peer.
+#[derive(Debug)]
+struct TlsStream(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl AsyncRead for TlsStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for TlsStream {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_plain_starttls_or_tls_and_default_ports() {
+        let url = SmtpUrl::parse("smtp://127.0.0.1:2525").unwrap();
+        assert_eq!((url.host.as_str(), url.port, url.security), ("127.0.0.1", 2525, Security::Plain));
+        assert!(url.credentials.is_none());
+        let url = SmtpUrl::parse("smtp://mail.example.com?tls=starttls").unwrap();
+        assert_eq!((url.port, url.security), (587, Security::StartTls { required: true }));
+        let url = SmtpUrl::parse("smtp://mail.example.com:25?tls=opportunistic").unwrap();
+        assert_eq!((url.port, url.security), (25, Security::StartTls { required: false }));
+        let url = SmtpUrl::parse("smtps://apikey:s%40cret%2Bx@smtp.example.com").unwrap();
+        assert_eq!((url.port, url.security), (465, Security::Tls));
+        assert_eq!(url.credentials, Some(Credentials::new("apikey".into(), "s@cret+x".into())));
+        assert!(!format!("{url:?}").contains("cret"), "the password stays out of logs");
+    }
+
+    #[test]
+    fn bad_urls_say_what_to_write() {
+        assert!(SmtpUrl::parse("http://x").unwrap_err().contains("smtp://"));
+        assert!(SmtpUrl::parse("smtp://x?tls=maybe").unwrap_err().contains("starttls"));
+        assert!(SmtpUrl::parse("mail.example.com:25").is_err());
+    }
+}
