@@ -22,6 +22,7 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tidings::channel::Channel;
 use tidings::channels::email::{Composer, EmailSender, Settings};
+use tidings::channels::smtp::{Pool, PoolSettings, SmtpUrl};
 use tidings::channels::{Outgoing, Sender};
 use tidings::links::LinkSigner;
 use tidings::member::Member;
@@ -196,9 +197,17 @@ fn main() {
         .split(',')
         .filter_map(|c| c.trim().parse().ok())
         .collect();
+    let fixture_for_profile = Fixture::load();
+    if std::env::var("ONLY").as_deref() == Ok("render") {
+        // For a profiler: render only, nothing else running.
+        for i in 0..n {
+            std::hint::black_box(fixture_for_profile.outgoing(i));
+        }
+        return;
+    }
     let tools = tools();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let fixture = Arc::new(Fixture::load());
+    let fixture = Arc::new(fixture_for_profile);
 
     // One message, pre-rendered, for the phases that measure sending only.
     let sample = fixture.outgoing(0);
@@ -258,6 +267,31 @@ fn main() {
             .await
         });
         println!("  {:<44} {:>9.0} msg/s", "tidings email channel (TCP_NODELAY)", ours);
+
+        let pool_only = runtime.block_on(async {
+            let url = SmtpUrl::parse(&format!("smtp://127.0.0.1:{port}")).unwrap();
+            let settings = PoolSettings { connections: concurrency, timeout: Duration::from_secs(30), nodelay: true };
+            let pool = Arc::new(Pool::new(url, settings));
+            let bytes = Arc::new(mime.formatted());
+            let envelope = Arc::new(mime.envelope().clone());
+            drive(n, concurrency, move |_| {
+                let (pool, bytes, envelope) = (pool.clone(), bytes.clone(), envelope.clone());
+                async move {
+                    pool.send(&envelope, &bytes).await.expect("send");
+                }
+            })
+            .await
+        });
+        println!("  {:<44} {:>9.0} msg/s", "  of which SMTP only (pre-formatted bytes)", pool_only);
+        let compose_only = {
+            let composer = composer();
+            let start = Instant::now();
+            for _ in 0..5_000 {
+                std::hint::black_box(composer.compose(&sample).unwrap().formatted());
+            }
+            5_000.0 / start.elapsed().as_secs_f64()
+        };
+        println!("  {:<44} {:>9.0} msg/s", "  of which MIME only (one thread)", compose_only);
 
         let end_to_end = runtime.block_on(async {
             let sender = channel(port, concurrency, true);

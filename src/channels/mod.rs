@@ -95,7 +95,9 @@ pub trait Sender: Send + Sync {
     async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError>;
 
     /// A short name for logs and `tidings serve`'s start-up line: `smtp`, `outbox`, ...
-    fn provider(&self) -> &'static str;
+    fn provider(&self) -> &'static str {
+        "custom"
+    }
 }
 
 /// The configuration does not let a channel be built.
