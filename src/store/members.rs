@@ -307,7 +307,7 @@ pub(crate) async fn state_events(tx: &mut Tx, ids: &[String]) -> Result<HashMap<
     sql.push("SELECT id, member_id, name, occurred_at, properties FROM events WHERE ")
         .in_list("member_id", ids.to_vec())
         .push(" AND ")
-        .in_list("name", state::STATE_EVENTS.iter().map(|s| s.to_string()).collect());
+        .in_list("name", state::state_events().map(str::to_string).collect());
     for event in tx.fetch(sql, super::events::read_event).await? {
         out.entry(event.member_id.clone()).or_default().push(event);
     }

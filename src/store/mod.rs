@@ -328,12 +328,8 @@ impl Sql {
     pub(crate) fn arg(&mut self, arg: Arg) -> String {
         let json = matches!(arg, Arg::Json(_));
         self.args.push(arg);
-        let n = self.args.len();
-        match (self.dialect, json) {
-            (Dialect::Sqlite, _) => format!("?{n}"),
-            (Dialect::Postgres, false) => format!("${n}"),
-            (Dialect::Postgres, true) => format!("${n}::jsonb"),
-        }
+        let placeholder = self.dialect.placeholder(self.args.len());
+        if json && self.dialect == Dialect::Postgres { placeholder + "::jsonb" } else { placeholder }
     }
 
     /// `column IN (the values)`, with the whole list bound as one argument.
