@@ -406,7 +406,7 @@ fn member_columns(header: &[String]) -> Result<Vec<Column>, ImportError> {
         } else if let Some(field) = Field::from_name(name) {
             Some(Column::Field(field))
         } else {
-            problems.push(unknown_column(name, MEMBER_COLUMN_NAMES));
+            problems.push(unknown_column(name, member_column_names()));
             None
         };
         columns.extend(column);
@@ -422,37 +422,15 @@ fn member_columns(header: &[String]) -> Result<Vec<Column>, ImportError> {
     if problems.is_empty() { Ok(columns) } else { Err(ImportError::File(problems.join("; "))) }
 }
 
-const MEMBER_COLUMN_NAMES: &[&str] = &[
-    "id",
-    "email",
-    "phone",
-    "push_tokens",
-    "first_name",
-    "last_name",
-    "locale",
-    "timezone",
-    "birthday",
-    "tier",
-    "points",
-    "points_expiring",
-    "points_expire_at",
-    "total_spend",
-    "currency",
-    "order_count",
-    "first_order_at",
-    "last_order_at",
-    "joined_at",
-    "email_consent",
-    "sms_consent",
-    "push_consent",
-    "tags",
-    "attributes",
-];
+/// The columns of a members file: `id` and every field a shop can set.
+fn member_column_names() -> impl Iterator<Item = &'static str> {
+    std::iter::once("id").chain(Field::ALL.iter().map(|f| f.name()))
+}
 
 const EVENT_COLUMN_NAMES: &[&str] = &["id", "member_id", "name", "occurred_at", "properties"];
 
-fn unknown_column(name: &str, known: &[&str]) -> String {
-    let best = known.iter().map(|k| (strsim::jaro_winkler(name, k), *k)).max_by(|a, b| a.0.total_cmp(&b.0));
+fn unknown_column<'k>(name: &str, known: impl IntoIterator<Item = &'k str>) -> String {
+    let best = known.into_iter().map(|k| (strsim::jaro_winkler(name, k), k)).max_by(|a, b| a.0.total_cmp(&b.0));
     match best {
         Some((score, k)) if score > 0.8 => format!("unknown column `{name}` (did you mean `{k}`?)"),
         _ => format!("unknown column `{name}`"),
@@ -525,7 +503,7 @@ fn member_from_json(object: Map<String, Value>) -> Result<MemberImport, String> 
         } else if let Some(field) = Field::from_name(&key) {
             patch::parse_json(field, &value).map(|v| patch.set(field, v)).map_err(|e| format!("{key}: {e}"))
         } else {
-            Err(unknown_column(&key, MEMBER_COLUMN_NAMES).replacen("column", "field", 1))
+            Err(unknown_column(&key, member_column_names()).replacen("column", "field", 1))
         };
         problems.extend(result.err());
     }
@@ -580,7 +558,7 @@ fn event_columns(header: &[String]) -> Result<EventColumns, ImportError> {
     let mut problems = Vec::new();
     for (i, name) in header.iter().enumerate() {
         if !EVENT_COLUMN_NAMES.contains(&name.as_str()) {
-            problems.push(unknown_column(name, EVENT_COLUMN_NAMES));
+            problems.push(unknown_column(name, EVENT_COLUMN_NAMES.iter().copied()));
         } else if header[..i].contains(name) {
             problems.push(format!("column `{name}` appears twice"));
         }
@@ -612,7 +590,7 @@ fn event_from_cells(c: &EventColumns, cells: &[&str]) -> Result<Event, String> {
 
 fn event_from_json(mut object: Map<String, Value>) -> Result<Event, String> {
     if let Some(key) = object.keys().find(|k| !EVENT_COLUMN_NAMES.contains(&k.as_str())) {
-        return Err(unknown_column(key, EVENT_COLUMN_NAMES).replacen("column", "field", 1));
+        return Err(unknown_column(key, EVENT_COLUMN_NAMES.iter().copied()).replacen("column", "field", 1));
     }
     let mut text = |key: &str| match object.remove(key) {
         Some(Value::String(s)) => Ok(s),

@@ -37,6 +37,18 @@ pub enum Dialect {
     Postgres,
 }
 
+impl Dialect {
+    /// The numbered placeholder of parameter `n` (1-based): `?N` on SQLite, `$N` on
+    /// PostgreSQL. (Statements with thousands of parameters should use anonymous `?` on
+    /// SQLite instead: see `store::Sql::bind`.)
+    pub fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+}
+
 /// A WHERE-clause fragment over the members table aliased `m`, with its bound parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlFilter {
@@ -102,10 +114,7 @@ impl Compiler {
         let n = self.next;
         self.next += 1;
         self.params.push(value);
-        match self.dialect {
-            Dialect::Sqlite => format!("?{n}"),
-            Dialect::Postgres => format!("${n}"),
-        }
+        self.dialect.placeholder(n)
     }
 
     fn condition(&mut self, expr: &Expr) -> Result<String, ConditionError> {
@@ -123,7 +132,10 @@ impl Compiler {
                     return Err(unsupported(expr, "this `has_tag`"));
                 };
                 let tag = self.param(SqlParam::Text(tag.clone()));
-                format!("(EXISTS (SELECT 1 FROM member_tags t WHERE t.member_id = m.id AND t.tag = {tag}))")
+                // Not a correlated `EXISTS (... t.member_id = m.id ...)`: SQLite runs that as a
+                // walk of every member with one tag lookup each, and this as two index searches
+                // (`member_id` is never NULL, so `IN` is never unknown, as `EXISTS`).
+                format!("(m.id IN (SELECT t.member_id FROM member_tags t WHERE t.tag = {tag}))")
             }
             _ => match resolve::operand(expr)? {
                 Operand::Column(field) if field.ty == crate::schema::FieldType::Bool => match self.dialect {

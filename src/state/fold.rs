@@ -37,18 +37,16 @@ use serde_json::Value;
 use super::patch::{self, Field, FieldValue, Group, Patch};
 use crate::member::{Event, Member};
 
-/// The events that change stored member fields; all others are history only.
-pub const STATE_EVENTS: &[&str] = &[
-    "member.created",
-    "member.updated",
-    "member.unsubscribed",
-    "order.placed",
-    "order.refunded",
-    "points.earned",
-    "points.redeemed",
-    "points.expiring",
-    "tier.changed",
-];
+/// Whether the fold reads events of this name: the ones that change stored member fields
+/// (all others are history only).
+pub fn is_state_event(name: &str) -> bool {
+    event_group(name).is_some() || matches!(name, "member.created" | "member.updated")
+}
+
+/// The names of the built-in events that change stored member fields ([`is_state_event`]).
+pub fn state_events() -> impl Iterator<Item = &'static str> {
+    crate::schema::EVENT_NAMES.iter().copied().filter(|name| is_state_event(name))
+}
 
 /// When each group of fields was last imported.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -233,7 +231,7 @@ struct Order<'e> {
 /// member, in any order, including ones that change nothing.
 pub fn fold(baseline: &Member, as_of: &AsOf, events: &[Event]) -> Folded {
     let mut sorted: Vec<&Event> =
-        events.iter().filter(|e| e.member_id == baseline.id && STATE_EVENTS.contains(&e.name.as_str())).collect();
+        events.iter().filter(|e| e.member_id == baseline.id && is_state_event(&e.name)).collect();
     sorted.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
     sorted.dedup_by(|a, b| a.id == b.id);
 
@@ -381,6 +379,14 @@ mod tests {
 
     fn ev(id: &str, name: &str, day: u32, properties: Value) -> Event {
         Event { id: id.into(), member_id: "m1".into(), name: name.into(), occurred_at: at(day), properties }
+    }
+
+    #[test]
+    fn the_state_events_are_the_built_in_ones_the_fold_reads() {
+        let names: Vec<&str> = state_events().collect();
+        assert_eq!(names.len(), 9, "{names:?}");
+        assert!(names.iter().all(|n| n.split('.').next() != Some("message") && *n != "cart.abandoned"));
+        assert!(!is_state_event("referral.completed"));
     }
 
     fn base() -> Member {

@@ -13,5 +13,5 @@ pub mod fold;
 pub mod patch;
 
 pub use derived::{Computed, Lifecycle, Settings};
-pub use fold::{AsOf, Folded, STATE_EVENTS, check_event, fold};
+pub use fold::{AsOf, Folded, check_event, fold, is_state_event, state_events};
 pub use patch::{Field, FieldValue, Group, Patch};

@@ -1,7 +1,7 @@
 //! Derived state over the whole base, set-based: lifecycle and CLV (the rules of
-//! `state::derived`, restated in SQL), and RFM quintiles and segments with window
-//! functions. Run by the scheduled job and on demand (after every import); only rows whose
-//! values change are written.
+//! `state::derived`, restated in SQL), and RFM quintiles (cutoffs from one streamed read)
+//! and segments. Run by the scheduled job and on demand (after every import); only rows
+//! whose values change are written.
 
 use chrono::{DateTime, Utc};
 
@@ -109,8 +109,13 @@ impl Store {
         })
         .await?;
         out.rfm_scored = recency.len() as u64;
-        if !recency.is_empty() {
-            let mut sql = tx.sql();
+        // One scan writes the scores of the members with an order and clears those of the
+        // members without, touching only the rows that change.
+        let mut sql = tx.sql();
+        let (r, f, m, segment) = if recency.is_empty() {
+            let (int, text) = ("CAST(NULL AS INTEGER)".to_string(), "CAST(NULL AS TEXT)".to_string());
+            (int.clone(), int.clone(), int, text)
+        } else {
             let mut score = |column: &str, cutoffs: Vec<Arg>| {
                 let terms: Vec<String> = cutoffs
                     .into_iter()
@@ -128,21 +133,21 @@ impl Store {
             let f = score("order_count", cutoffs(frequency).into_iter().map(|n| Arg::Int(Some(n))).collect());
             let m = score("total_spend", cutoffs(monetary).into_iter().map(|n| Arg::Int(Some(n))).collect());
             let segment = segment_sql().replace("{r}", &r).replace("{f}", &f).replace("{m}", &m);
-            let distinct = sql.distinct();
-            sql.push(&format!(
-                "UPDATE members SET rfm_r = {r}, rfm_f = {f}, rfm_m = {m}, rfm_segment = {segment} \
-                 WHERE {RFM_BASE} AND (rfm_r {distinct} {r} OR rfm_f {distinct} {f} OR rfm_m {distinct} {m} \
-                    OR rfm_segment {distinct} {segment})"
-            ));
-            out.rfm_changed = tx.execute(sql).await?;
-        }
-        let mut sql = tx.sql();
+            (r, f, m, segment)
+        };
+        let distinct = sql.distinct();
         sql.push(&format!(
-            "UPDATE members SET rfm_r = NULL, rfm_f = NULL, rfm_m = NULL, rfm_segment = NULL \
-             WHERE NOT ({RFM_BASE}) \
-               AND (rfm_r IS NOT NULL OR rfm_f IS NOT NULL OR rfm_m IS NOT NULL OR rfm_segment IS NOT NULL)"
+            "UPDATE members SET \
+                rfm_r = (CASE WHEN {RFM_BASE} THEN {r} END), \
+                rfm_f = (CASE WHEN {RFM_BASE} THEN {f} END), \
+                rfm_m = (CASE WHEN {RFM_BASE} THEN {m} END), \
+                rfm_segment = (CASE WHEN {RFM_BASE} THEN {segment} END) \
+             WHERE (CASE WHEN {RFM_BASE} \
+                THEN (rfm_r {distinct} {r} OR rfm_f {distinct} {f} OR rfm_m {distinct} {m} \
+                      OR rfm_segment {distinct} {segment}) \
+                ELSE (rfm_r IS NOT NULL OR rfm_f IS NOT NULL OR rfm_m IS NOT NULL OR rfm_segment IS NOT NULL) END)"
         ));
-        out.rfm_changed += tx.execute(sql).await?;
+        out.rfm_changed = tx.execute(sql).await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::members::rebuild;
 use super::{Arg, ReadRow, Store, StoreError, chunks};
 use crate::member::Event;
-use crate::state::{STATE_EVENTS, Settings};
+use crate::state::{Settings, is_state_event};
 
 /// What appending a batch of events did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -119,12 +119,8 @@ impl Store {
         }
         written.members_created = created.len() as u64;
 
-        let touched: BTreeSet<String> = fresh
-            .iter()
-            .filter(|e| STATE_EVENTS.contains(&e.name.as_str()))
-            .map(|e| e.member_id.clone())
-            .chain(created)
-            .collect();
+        let touched: BTreeSet<String> =
+            fresh.iter().filter(|e| is_state_event(&e.name)).map(|e| e.member_id.clone()).chain(created).collect();
         let touched: Vec<String> = touched.into_iter().collect();
         let stale = rebuild(&mut tx, &touched, now, settings).await?;
         if live {

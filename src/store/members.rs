@@ -307,7 +307,7 @@ pub(crate) async fn state_events(tx: &mut Tx, ids: &[String]) -> Result<HashMap<
     sql.push("SELECT id, member_id, name, occurred_at, properties FROM events WHERE ")
         .in_list("member_id", ids.to_vec())
         .push(" AND ")
-        .in_list("name", state::STATE_EVENTS.iter().map(|s| s.to_string()).collect());
+        .in_list("name", state::state_events().map(str::to_string).collect());
     for event in tx.fetch(sql, super::events::read_event).await? {
         out.entry(event.member_id.clone()).or_default().push(event);
     }
@@ -400,8 +400,8 @@ fn upsert_text(dialect: crate::condition::Dialect, rows: usize) -> String {
 
 /// Upserts settled members (multi-row statements) and replaces the tags that changed.
 /// Members are settled as they are written: while the database runs one statement, the
-/// next one's members are settled and bound (the first statement is small, so little of
-/// that work waits on nothing).
+/// next one's members are settled and their arguments encoded (the first statement is
+/// small, so little of that work waits on nothing).
 pub(crate) async fn write(
     tx: &mut Tx,
     settled: impl Iterator<Item = Settled>,
@@ -414,7 +414,7 @@ pub(crate) async fn write(
     let mut stale_tags: Vec<String> = Vec::new();
     let mut tags: Vec<(String, String)> = Vec::new();
     let mut settled = settled.peekable();
-    let mut build = |rows: usize| -> Option<super::Sql> {
+    let mut build = |rows: usize| -> Option<super::Bound> {
         settled.peek()?;
         let chunk: Vec<Settled> = settled.by_ref().take(rows).collect();
         for s in &chunk {
@@ -430,11 +430,11 @@ pub(crate) async fn write(
         for s in chunk {
             args.extend(member_args(s, now));
         }
-        Some(super::Sql { dialect, text, args })
+        Some(super::Sql { dialect, text, args }.into_bound())
     };
     let mut next = build(first);
-    while let Some(sql) = next.take() {
-        let (done, built) = tokio::join!(tx.execute(sql), async { build(full) });
+    while let Some(query) = next.take() {
+        let (done, built) = tokio::join!(tx.execute_bound(query), async { build(full) });
         done?;
         next = built;
     }

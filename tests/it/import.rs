@@ -131,9 +131,11 @@ on_both_engines! {
     }
 
     async fn a_bulk_load_stores_the_same_members_and_rebuilds_its_indexes(store) {
+        let indexes = index_definitions(&store).await;
         let mut bulk = options();
         bulk.bulk = Some(true);
         let summary = import_file(&store, ImportKind::Members, &fixture("members.csv"), &bulk).await.unwrap();
+        assert_eq!(index_definitions(&store).await, indexes, "every index is back as it was");
         assert_eq!((summary.inserted, summary.rejected.len()), (3, 6));
         let expr = tidings::condition::parse(r#"tier == "gold""#).unwrap();
         let filter = tidings::condition::to_sql(&expr, store.dialect(), at("2026-06-01T00:00:00Z"), 1).unwrap();
@@ -162,6 +164,16 @@ on_both_engines! {
         assert_eq!(summary.inserted, 2);
         assert_eq!(store.member("m3").await.unwrap().unwrap().first_name.as_deref(), Some("李"));
     }
+}
+
+/// The names and definitions of SQLite's indexes (nothing on PostgreSQL, which keeps its
+/// indexes during a bulk load).
+async fn index_definitions(store: &Store) -> Vec<(String, String)> {
+    let Store::Sqlite(pool) = store else { return Vec::new() };
+    sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
+        .fetch_all(pool)
+        .await
+        .unwrap()
 }
 
 fn tidings(dir: &Path, args: &[&str]) -> (i32, String, String) {

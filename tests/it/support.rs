@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tidings::member::Member;
+use tidings::state::Field;
 use tidings::store::codec::sqlite_timestamp;
 
 /// The PostgreSQL server the tests use; unset, PostgreSQL tests are skipped.
@@ -101,37 +102,13 @@ async fn drop_stale_schemas(admin: &mut PgConnection) {
     }
 }
 
-const MEMBER_COLUMNS: &[&str] = &[
-    "id",
-    "email",
-    "phone",
-    "push_tokens",
-    "first_name",
-    "last_name",
-    "locale",
-    "timezone",
-    "birthday",
-    "tier",
-    "points",
-    "points_expiring",
-    "points_expire_at",
-    "total_spend",
-    "currency",
-    "order_count",
-    "first_order_at",
-    "last_order_at",
-    "joined_at",
-    "email_consent",
-    "sms_consent",
-    "push_consent",
-    "attributes",
-    "lifecycle",
-    "rfm_r",
-    "rfm_f",
-    "rfm_m",
-    "rfm_segment",
-    "clv",
-];
+/// The columns the helpers below write, in binding order: `id`, every field a shop sets
+/// but `tags` (a table of its own), then the derived fields.
+fn member_columns() -> Vec<&'static str> {
+    let fields = Field::ALL.iter().filter(|f| **f != Field::Tags).map(|f| f.name());
+    let derived = ["lifecycle", "rfm_r", "rfm_f", "rfm_m", "rfm_segment", "clv"];
+    std::iter::once("id").chain(fields).chain(derived).collect()
+}
 
 /// Rows per multi-row INSERT: 14,500 parameters, within SQLite's 32,766 and PostgreSQL's
 /// 65,535. SQLite gets anonymous `?` placeholders: with numbered ones (`?N`), sqlx's binding
@@ -157,7 +134,7 @@ fn insert_sql(table_and_columns: &str, columns: usize, rows: usize, placeholder:
 }
 
 fn members_table() -> String {
-    format!("members ({})", MEMBER_COLUMNS.join(", "))
+    format!("members ({})", member_columns().join(", "))
 }
 
 fn tag_rows(members: &[Member]) -> Vec<(&str, &str)> {
@@ -168,7 +145,7 @@ fn tag_rows(members: &[Member]) -> Vec<(&str, &str)> {
 pub async fn insert_members_sqlite(pool: &SqlitePool, members: &[Member]) {
     let mut tx = pool.begin().await.expect("begin");
     for chunk in members.chunks(ROWS_PER_INSERT) {
-        let sql = insert_sql(&members_table(), MEMBER_COLUMNS.len(), chunk.len(), |_| "?".to_string());
+        let sql = insert_sql(&members_table(), member_columns().len(), chunk.len(), |_| "?".to_string());
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for m in chunk {
             let timestamp = |at: Option<chrono::DateTime<chrono::Utc>>| at.map(sqlite_timestamp);
@@ -220,7 +197,7 @@ pub async fn insert_members_sqlite(pool: &SqlitePool, members: &[Member]) {
 pub async fn insert_members_postgres(pool: &PgPool, members: &[Member]) {
     let mut tx = pool.begin().await.expect("begin");
     for chunk in members.chunks(ROWS_PER_INSERT) {
-        let sql = insert_sql(&members_table(), MEMBER_COLUMNS.len(), chunk.len(), |n| format!("${n}"));
+        let sql = insert_sql(&members_table(), member_columns().len(), chunk.len(), |n| format!("${n}"));
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for m in chunk {
             query = query
