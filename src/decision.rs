@@ -35,7 +35,7 @@ impl Policies {
 
     /// The member's own time zone, or the default when it has none or an unknown one.
     pub fn timezone_of(&self, member: &Member) -> Tz {
-        member.timezone.as_deref().and_then(|tz| tz.parse().ok()).unwrap_or(self.default_timezone)
+        crate::timing::member_timezone(member.timezone.as_deref(), self.default_timezone)
     }
 }
 

@@ -588,7 +588,7 @@ fn event_from_cells(c: &EventColumns, cells: &[&str]) -> Result<Event, String> {
     event_from_parts(cells[c.id], cells[c.member_id], cells[c.name], cells[c.occurred_at], properties)
 }
 
-fn event_from_json(mut object: Map<String, Value>) -> Result<Event, String> {
+pub(crate) fn event_from_json(mut object: Map<String, Value>) -> Result<Event, String> {
     if let Some(key) = object.keys().find(|k| !EVENT_COLUMN_NAMES.contains(&k.as_str())) {
         return Err(unknown_column(key, EVENT_COLUMN_NAMES.iter().copied()).replacen("column", "field", 1));
     }

@@ -209,8 +209,8 @@ impl Engine {
             settled.push((event.id.clone(), touched));
         }
         drop(registry);
-        progress.updates =
-            updates.into_values().filter(|u| settled.iter().any(|(_, runs)| runs.contains(&u.id))).collect();
+        let touched: HashSet<i64> = settled.iter().flat_map(|(_, runs)| runs.iter().copied()).collect();
+        progress.updates = updates.into_values().filter(|u| touched.contains(&u.id)).collect();
         Ok(self.store.settle_inbox(&settled, progress, now).await?)
     }
 }

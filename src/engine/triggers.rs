@@ -183,20 +183,17 @@ impl Engine {
 /// The date a member's field gives a date trigger, if it has one.
 fn trigger_date(field: &DateField, member: &crate::member::Member) -> Option<TriggerDate> {
     match field {
-        DateField::Member("birthday") => {
-            member.birthday.as_ref().map(|b| TriggerDate::Yearly { month: b.month, day: b.day })
+        DateField::Member("birthday") => member.birthday.as_ref().map(TriggerDate::from),
+        DateField::Member("joined_at") => member.joined_at.map(|j| TriggerDate::of(j.date_naive(), true)),
+        DateField::Member("points_expire_at") => {
+            member.points_expire_at.map(|at| TriggerDate::of(at.date_naive(), false))
         }
-        DateField::Member("joined_at") => {
-            use chrono::Datelike;
-            member.joined_at.map(|j| TriggerDate::Yearly { month: j.month(), day: j.day() })
-        }
-        DateField::Member("points_expire_at") => member.points_expire_at.map(|at| TriggerDate::Once(at.date_naive())),
         DateField::Member(_) => None,
         DateField::Attribute(name) => member
             .attributes
             .get(name)
             .and_then(|v| v.as_str())
             .and_then(|s| chrono::NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok())
-            .map(TriggerDate::Once),
+            .map(|date| TriggerDate::of(date, false)),
     }
 }

@@ -107,35 +107,21 @@ fn objects(body: &[u8]) -> Result<Vec<serde_json::Map<String, Value>>, ApiError>
         .collect()
 }
 
-/// An event from its JSON, checked (`[i]` names the item in errors).
+/// An event from its JSON, checked as `tidings import events` checks a line (`[i]` names
+/// the item in errors); without `occurred_at` it happened `now`.
 fn event_from(i: usize, mut object: serde_json::Map<String, Value>, now: DateTime<Utc>) -> Result<Event, ApiError> {
-    let bad = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, format!("item {i}: {reason}"));
-    let text = |object: &mut serde_json::Map<String, Value>, key: &str| -> Result<String, ApiError> {
-        match object.remove(key) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s),
-            _ => Err(bad(format!("`{key}` is required (a non-empty string)"))),
-        }
-    };
-    let id = text(&mut object, "id")?;
-    let member_id = text(&mut object, "member_id")?;
-    let name = text(&mut object, "name")?;
-    if !crate::schema::is_event_name(&name) {
-        return Err(bad(format!("`{name}` is not an event name (dotted lowercase, like `order.placed`)")));
+    if object.get("occurred_at").is_none_or(Value::is_null) {
+        object.insert("occurred_at".into(), Value::String(now.to_rfc3339()));
     }
-    let occurred_at = match object.remove("occurred_at") {
-        None | Some(Value::Null) => now,
-        Some(Value::String(s)) => DateTime::parse_from_rfc3339(&s)
-            .map_err(|e| bad(format!("`occurred_at` is not an RFC 3339 timestamp: {e}")))?
-            .with_timezone(&Utc),
-        Some(_) => return Err(bad("`occurred_at` must be an RFC 3339 string".into())),
-    };
-    let properties = object.remove("properties").unwrap_or_else(|| json!({}));
-    if let Some(key) = object.keys().next() {
-        return Err(bad(format!("unknown key `{key}` (an event has id, member_id, name, occurred_at, properties)")));
-    }
-    let event = Event { id, member_id, name, occurred_at, properties };
-    crate::state::check_event(&event).map_err(bad)?;
-    Ok(event)
+    crate::import::event_from_json(object)
+        .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, format!("item {i}: {reason}")))
+}
+
+/// Stores checked events (and their inbox entries): `202` with what was new.
+async fn ingest(state: &AppState, events: &[Event], now: DateTime<Utc>) -> Result<Response, ApiError> {
+    let written = state.store.ingest_events(events, now, &state.settings).await?;
+    let body = json!({ "accepted": written.inserted, "duplicates": written.duplicates });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 async fn post_events(
@@ -147,9 +133,7 @@ async fn post_events(
     let now = (state.now)();
     let events =
         objects(&body)?.into_iter().enumerate().map(|(i, o)| event_from(i, o, now)).collect::<Result<Vec<_>, _>>()?;
-    let written = state.store.ingest_events(&events, now, &state.settings).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": written.inserted, "duplicates": written.duplicates })))
-        .into_response())
+    ingest(&state, &events, now).await
 }
 
 /// A member upsert is a `member.created` / `member.updated` event (DESIGN §1), so it is
@@ -181,7 +165,5 @@ async fn post_members(
             .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, format!("item {i}: {reason}")))?;
         events.push(event);
     }
-    let written = state.store.ingest_events(&events, now, &state.settings).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": written.inserted, "duplicates": written.duplicates })))
-        .into_response())
+    ingest(&state, &events, now).await
 }

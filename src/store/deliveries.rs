@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use super::{Arg, ReadRow, Store, StoreError};
+use super::{Arg, ReadRow, Store, StoreError, Tx};
 use crate::member::Member;
 
 /// A delivery claimed for sending.
@@ -54,8 +54,26 @@ pub struct SendHistory {
     pub clicked: HashSet<(i64, String)>,
 }
 
-fn text(value: &str) -> Arg {
-    Arg::Text(Some(value.to_string()))
+/// Takes an address off a channel (kept as it was if it is already off).
+async fn insert_suppression(
+    tx: &mut Tx,
+    channel: &str,
+    address: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut sql = tx.sql();
+    sql.push("INSERT INTO suppressions (channel, address, reason, created_at) VALUES (")
+        .bind(Arg::text(channel))
+        .push(", ")
+        .bind(Arg::text(address))
+        .push(", ")
+        .bind(Arg::text(reason))
+        .push(", ")
+        .bind(Arg::Timestamp(Some(now)))
+        .push(") ON CONFLICT (channel, address) DO NOTHING");
+    tx.execute(sql).await?;
+    Ok(())
 }
 
 fn read_claimed(r: &dyn ReadRow) -> Result<ClaimedDelivery, StoreError> {
@@ -175,25 +193,15 @@ impl Store {
                     sql.push("UPDATE deliveries SET status = 'pending', claimed_until = NULL, next_attempt_at = ")
                         .bind(Arg::Timestamp(Some(*at)))
                         .push(", last_error = ")
-                        .bind(text(error));
+                        .bind(Arg::text(error));
                 }
                 DeliveryOutcome::Failed { error, suppress } => {
                     sql.push("UPDATE deliveries SET status = 'failed', claimed_until = NULL, reason = ")
-                        .bind(text(if *suppress { "permanent_failure" } else { "failed" }))
+                        .bind(Arg::text(if *suppress { "permanent_failure" } else { "failed" }))
                         .push(", last_error = ")
-                        .bind(text(error));
+                        .bind(Arg::text(error));
                     if let (true, Some(address)) = (*suppress, &d.address) {
-                        let mut s = tx.sql();
-                        s.push("INSERT INTO suppressions (channel, address, reason, created_at) VALUES (")
-                            .bind(text(&d.channel))
-                            .push(", ")
-                            .bind(text(address))
-                            .push(", ")
-                            .bind(text(error))
-                            .push(", ")
-                            .bind(Arg::Timestamp(Some(now)))
-                            .push(") ON CONFLICT (channel, address) DO NOTHING");
-                        tx.execute(s).await?;
+                        insert_suppression(&mut tx, &d.channel, address, error, now).await?;
                     }
                 }
             }
@@ -213,17 +221,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let mut sql = tx.sql();
-        sql.push("INSERT INTO suppressions (channel, address, reason, created_at) VALUES (")
-            .bind(text(channel))
-            .push(", ")
-            .bind(text(address))
-            .push(", ")
-            .bind(text(reason))
-            .push(", ")
-            .bind(Arg::Timestamp(Some(now)))
-            .push(") ON CONFLICT (channel, address) DO NOTHING");
-        tx.execute(sql).await?;
+        insert_suppression(&mut tx, channel, address, reason, now).await?;
         tx.commit().await?;
         Ok(())
     }

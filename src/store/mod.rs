@@ -317,6 +317,13 @@ pub(crate) enum Bound {
     Postgres(sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>),
 }
 
+impl Arg {
+    /// A non-null text argument.
+    pub(crate) fn text(value: &str) -> Arg {
+        Arg::Text(Some(value.to_string()))
+    }
+}
+
 /// SQL text with its arguments, placeholders in the order they are pushed (`?` on SQLite,
 /// `$N` on PostgreSQL), so one builder serves both engines.
 #[derive(Debug, Clone)]

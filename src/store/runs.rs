@@ -139,10 +139,6 @@ fn read_run(r: &dyn ReadRow) -> Result<ClaimedRun, StoreError> {
     })
 }
 
-fn text(value: &str) -> Arg {
-    Arg::Text(Some(value.to_string()))
-}
-
 impl Store {
     /// Inserts runs (active at their first step, due `now`) and their `enter` lines; a run
     /// whose (journey, member, trigger key) exists is skipped. Returns the new runs' ids.
@@ -178,10 +174,10 @@ impl Store {
             None => sql.push("1 = 1"),
         };
         if let Some(cursor) = cursor {
-            let p = sql.arg(text(cursor));
+            let p = sql.arg(Arg::text(cursor));
             sql.push(&format!(" AND m.id > {p}"));
         }
-        let journey = sql.arg(text(journey_id));
+        let journey = sql.arg(Arg::text(journey_id));
         match reentry {
             Reentry::Always => {}
             Reentry::Never => {
@@ -233,7 +229,7 @@ impl Store {
         sql.push("UPDATE runs SET claimed_until = ")
             .bind(Arg::Timestamp(Some(now + lease)))
             .push(", claimed_by = ")
-            .bind(text(token))
+            .bind(Arg::text(token))
             .push(" WHERE id IN (SELECT id FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ")
             .bind(Arg::Timestamp(Some(now)))
             .push(" AND (claimed_until IS NULL OR claimed_until <= ")
@@ -309,7 +305,7 @@ impl Store {
             "SELECT at, member_id, journey_id, run_id, step, action, channel, template, variant, reason FROM journal",
         );
         if let Some(member_id) = member_id {
-            sql.push(" WHERE member_id = ").bind(text(member_id));
+            sql.push(" WHERE member_id = ").bind(Arg::text(member_id));
         }
         sql.push(" ORDER BY at, id LIMIT ").bind(Arg::Int(Some(limit)));
         self.fetch(sql, read_journal).await
@@ -329,8 +325,10 @@ pub struct Progress {
 pub(crate) async fn record(tx: &mut Tx, progress: Progress, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
     let written = update_runs(tx, &progress.updates, now).await?;
     let kept: std::collections::HashSet<i64> = written.iter().copied().collect();
-    let owned =
-        |run: Option<i64>| run.is_none_or(|id| kept.contains(&id) || !progress.updates.iter().any(|u| u.id == id));
+    let updated: std::collections::HashSet<i64> = progress.updates.iter().map(|u| u.id).collect();
+    // Lines of runs this batch did not update (new runs) are kept; those of runs whose
+    // update was refused (the claim was lost) are dropped with it.
+    let owned = |run: Option<i64>| run.is_none_or(|id| kept.contains(&id) || !updated.contains(&id));
     let deliveries: Vec<NewDelivery> = progress.deliveries.into_iter().filter(|d| owned(Some(d.run_id))).collect();
     let journal: Vec<JournalEntry> = progress.journal.into_iter().filter(|j| owned(j.run_id)).collect();
     insert_deliveries(tx, &deliveries).await?;
@@ -378,19 +376,19 @@ pub(crate) async fn insert_runs(
         );
         for (i, run) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(text(&run.member_id))
+                .bind(Arg::text(&run.member_id))
                 .push(", ")
-                .bind(text(&run.journey_id))
+                .bind(Arg::text(&run.journey_id))
                 .push(", ")
-                .bind(text(&run.version))
+                .bind(Arg::text(&run.version))
                 .push(", ")
-                .bind(text(&run.first_step))
+                .bind(Arg::text(&run.first_step))
                 .push(", 'active', ")
                 .bind(Arg::Timestamp(Some(now)))
                 .push(", ")
                 .bind(Arg::Timestamp(Some(now)))
                 .push(", ")
-                .bind(text(&run.trigger_key))
+                .bind(Arg::text(&run.trigger_key))
                 .push(", ")
                 .bind(Arg::Text(run.trigger_event_id.clone()))
                 .push(", 0)");
@@ -441,7 +439,7 @@ async fn update_runs(tx: &mut Tx, updates: &[RunUpdate], now: DateTime<Utc>) -> 
                 .push(", ")
                 .bind(Arg::Text(u.step.clone()))
                 .push(", ")
-                .bind(text(u.status))
+                .bind(Arg::text(u.status))
                 .push(", ")
                 .bind(Arg::Timestamp(u.due_at))
                 .push(", ")
@@ -484,17 +482,17 @@ async fn insert_deliveries(tx: &mut Tx, deliveries: &[NewDelivery]) -> Result<()
             sql.push(if i == 0 { "(" } else { ", (" })
                 .bind(Arg::Int(Some(d.run_id)))
                 .push(", ")
-                .bind(text(&d.step))
+                .bind(Arg::text(&d.step))
                 .push(", ")
                 .bind(Arg::Int(Some(d.occurrence)))
                 .push(", ")
-                .bind(text(&d.member_id))
+                .bind(Arg::text(&d.member_id))
                 .push(", ")
-                .bind(text(&d.journey_id))
+                .bind(Arg::text(&d.journey_id))
                 .push(", ")
-                .bind(text(&d.version))
+                .bind(Arg::text(&d.version))
                 .push(", ")
-                .bind(text(&d.channel))
+                .bind(Arg::text(&d.channel))
                 .push(", ")
                 .bind(Arg::Text(d.template.clone()))
                 .push(", ")
@@ -502,7 +500,7 @@ async fn insert_deliveries(tx: &mut Tx, deliveries: &[NewDelivery]) -> Result<()
                 .push(", ")
                 .bind(Arg::Json(Some(d.vars.to_string())))
                 .push(", ")
-                .bind(text(d.status))
+                .bind(Arg::text(d.status))
                 .push(", ")
                 .bind(Arg::Text(d.reason.clone()))
                 .push(", ")
@@ -530,15 +528,15 @@ pub(crate) async fn insert_journal(tx: &mut Tx, journal: &[JournalEntry]) -> Res
             sql.push(if i == 0 { "(" } else { ", (" })
                 .bind(Arg::Timestamp(Some(j.at)))
                 .push(", ")
-                .bind(text(&j.member_id))
+                .bind(Arg::text(&j.member_id))
                 .push(", ")
-                .bind(text(&j.journey_id))
+                .bind(Arg::text(&j.journey_id))
                 .push(", ")
                 .bind(Arg::Int(j.run_id))
                 .push(", ")
                 .bind(Arg::Text(j.step.clone()))
                 .push(", ")
-                .bind(text(&j.action))
+                .bind(Arg::text(&j.action))
                 .push(", ")
                 .bind(Arg::Text(j.channel.clone()))
                 .push(", ")

@@ -23,10 +23,6 @@ pub struct Firing {
     pub cursor: Option<String>,
 }
 
-fn text(value: &str) -> Arg {
-    Arg::Text(Some(value.to_string()))
-}
-
 impl Store {
     /// Remembers the versions being loaded (a version already stored is left as it was).
     pub async fn save_versions(&self, versions: &[StoredVersion], now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -34,13 +30,13 @@ impl Store {
         for v in versions {
             let mut sql = tx.sql();
             sql.push("INSERT INTO journey_versions (journey_id, version, path, source, loaded_at) VALUES (")
-                .bind(text(&v.journey_id))
+                .bind(Arg::text(&v.journey_id))
                 .push(", ")
-                .bind(text(&v.version))
+                .bind(Arg::text(&v.version))
                 .push(", ")
-                .bind(text(&v.path))
+                .bind(Arg::text(&v.path))
                 .push(", ")
-                .bind(text(&v.source))
+                .bind(Arg::text(&v.source))
                 .push(", ")
                 .bind(Arg::Timestamp(Some(now)))
                 .push(") ON CONFLICT (journey_id, version) DO NOTHING");
@@ -54,9 +50,9 @@ impl Store {
     pub async fn version(&self, journey_id: &str, version: &str) -> Result<Option<StoredVersion>, StoreError> {
         let mut sql = self.sql();
         sql.push("SELECT journey_id, version, path, source FROM journey_versions WHERE journey_id = ")
-            .bind(text(journey_id))
+            .bind(Arg::text(journey_id))
             .push(" AND version = ")
-            .bind(text(version));
+            .bind(Arg::text(version));
         Ok(self
             .fetch(sql, |r| {
                 Ok(StoredVersion {
@@ -75,7 +71,7 @@ impl Store {
     pub async fn waiting_steps(&self, journey_id: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
         let mut sql = self.sql();
         sql.push("SELECT journey_version, step, COUNT(*) AS n FROM runs WHERE journey_id = ")
-            .bind(text(journey_id))
+            .bind(Arg::text(journey_id))
             .push(" AND status IN ('active', 'waiting') GROUP BY journey_version, step");
         self.fetch(sql, |r| {
             Ok((
@@ -90,7 +86,7 @@ impl Store {
     /// The latest firing of a journey (to know where its schedule left off).
     pub async fn last_firing(&self, journey_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut sql = self.sql();
-        sql.push("SELECT MAX(fire_at) AS last FROM firings WHERE journey_id = ").bind(text(journey_id));
+        sql.push("SELECT MAX(fire_at) AS last FROM firings WHERE journey_id = ").bind(Arg::text(journey_id));
         Ok(self.fetch(sql, |r| r.timestamp("last")).await?.pop().flatten())
     }
 
@@ -107,8 +103,8 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let mut sql = tx.sql();
         let (j, k, f, u, at) = (
-            sql.arg(text(journey_id)),
-            sql.arg(text(fire_key)),
+            sql.arg(Arg::text(journey_id)),
+            sql.arg(Arg::text(fire_key)),
             sql.arg(Arg::Timestamp(Some(fire_at))),
             sql.arg(Arg::Timestamp(Some(now + lease))),
             sql.arg(Arg::Timestamp(Some(now))),
@@ -146,15 +142,15 @@ impl Store {
         sql.push("UPDATE firings SET cursor = ")
             .bind(Arg::Text(cursor.map(str::to_string)))
             .push(", status = ")
-            .bind(text(if cursor.is_some() { "running" } else { "done" }))
+            .bind(Arg::text(if cursor.is_some() { "running" } else { "done" }))
             .push(", enrolled = enrolled + ")
             .bind(Arg::Int(Some(enrolled as i64)))
             .push(", claimed_until = ")
             .bind(Arg::Timestamp(Some(claimed_until)))
             .push(" WHERE journey_id = ")
-            .bind(text(&firing.journey_id))
+            .bind(Arg::text(&firing.journey_id))
             .push(" AND fire_key = ")
-            .bind(text(&firing.fire_key));
+            .bind(Arg::text(&firing.fire_key));
         tx.execute(sql).await?;
         tx.commit().await?;
         Ok(())
@@ -165,14 +161,15 @@ impl Store {
     /// Where the date scan of a journey left off.
     pub async fn date_scan_cursor(&self, journey_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut sql = self.sql();
-        sql.push("SELECT fire_at FROM firings WHERE fire_key = 'date-scan' AND journey_id = ").bind(text(journey_id));
+        sql.push("SELECT fire_at FROM firings WHERE fire_key = 'date-scan' AND journey_id = ")
+            .bind(Arg::text(journey_id));
         Ok(self.fetch(sql, |r| r.timestamp("fire_at")).await?.pop().flatten())
     }
 
     pub async fn set_date_scan_cursor(&self, journey_id: &str, to: DateTime<Utc>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let mut sql = tx.sql();
-        let (j, at) = (sql.arg(text(journey_id)), sql.arg(Arg::Timestamp(Some(to))));
+        let (j, at) = (sql.arg(Arg::text(journey_id)), sql.arg(Arg::Timestamp(Some(to))));
         sql.push(&format!(
             "INSERT INTO firings (journey_id, fire_key, fire_at, status) VALUES ({j}, 'date-scan', {at}, 'done') \
              ON CONFLICT (journey_id, fire_key) DO UPDATE SET fire_at = excluded.fire_at"
@@ -209,7 +206,7 @@ impl Store {
                     crate::condition::Dialect::Sqlite => "json_extract(m.attributes, '$.' || ",
                     crate::condition::Dialect::Postgres => "(m.attributes->>",
                 };
-                sql.push(path).bind(text(name)).push(") IS NOT NULL");
+                sql.push(path).bind(Arg::text(name)).push(") IS NOT NULL");
             }
         }
         self.fetch(sql, |r| Ok(r.text("id")?.unwrap_or_default())).await
