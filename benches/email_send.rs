@@ -139,11 +139,7 @@ impl Fixture {
             step: StepInfo { id: "email".into() },
             variant: None,
             vars: serde_json::json!({"gift_points": 2000, "treat": "a free pot of tea"}).as_object().unwrap().clone(),
-            links: Links {
-                unsubscribe: links.unsubscribe_url(),
-                preferences: "https://t.example/p".into(),
-                view_online: "https://t.example/v".into(),
-            },
+            links: Links { unsubscribe: links.unsubscribe_url(), preferences: "https://t.example/p".into() },
             shop: ShopInfo {
                 name: "Tea House".into(),
                 url: "https://teahouse.example".into(),

@@ -23,6 +23,28 @@ pub struct Config {
     pub lifecycle: LifecycleThresholds,
     pub shop: Shop,
     pub channels: Channels,
+    pub engine: EngineTuning,
+}
+
+/// `[engine]`: how workers batch and hold work; the defaults suit one process or many.
+/// Each key is overridable by `TIDINGS_ENGINE_<KEY>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineTuning {
+    /// Runs, events or deliveries claimed and written per transaction.
+    pub batch: u32,
+    /// How long a claim holds: a crashed worker's claimed work is taken over after this.
+    pub lease: String,
+    /// Sends in flight at once per process.
+    pub send_concurrency: u32,
+    /// Schedule firings missed by at most this much (the service was down) still fire.
+    pub catch_up: String,
+}
+
+impl Default for EngineTuning {
+    fn default() -> Self {
+        EngineTuning { batch: 1_000, lease: "60s".into(), send_concurrency: 64, catch_up: "1h".into() }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -70,6 +92,7 @@ impl Default for Config {
             lifecycle: LifecycleThresholds::default(),
             shop: Shop::default(),
             channels: Channels::default(),
+            engine: EngineTuning::default(),
         }
     }
 }
@@ -274,6 +297,7 @@ impl Config {
             }
         }
         config.channels.apply_env(&env)?;
+        config.engine.apply_env(&env)?;
         config.check()?;
         Ok(config)
     }
@@ -351,26 +375,22 @@ impl Config {
             }
         }
         for (channel, window) in &self.policies.quiet_hours {
-            let ok = window.split_once('-').is_some_and(|(a, b)| {
-                [a, b].iter().all(|t| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").is_ok())
-            });
-            if !ok {
-                return Err(invalid(
-                    &format!("policies.quiet_hours.{channel}"),
-                    format!("`{window}` is not a window like \"21:00-09:00\""),
-                ));
-            }
+            crate::timing::QuietHours::parse(window)
+                .map_err(|e| invalid(&format!("policies.quiet_hours.{channel}"), e.to_string()))?;
         }
         for (channel, cap) in &self.policies.frequency_caps {
-            let ok = cap
-                .split_once(" per ")
-                .is_some_and(|(n, d)| n.trim().parse::<u32>().is_ok() && Duration::parse(d).is_ok());
-            if !ok {
-                return Err(invalid(
-                    &format!("policies.frequency_caps.{channel}"),
-                    format!("`{cap}` is not a cap like \"3 per 7d\""),
-                ));
+            crate::timing::FrequencyCap::parse(cap)
+                .map_err(|e| invalid(&format!("policies.frequency_caps.{channel}"), e.to_string()))?;
+        }
+        for (key, value) in [("engine.lease", &self.engine.lease), ("engine.catch_up", &self.engine.catch_up)] {
+            match Duration::parse(value) {
+                Ok(d) if d.as_secs() > 0 => {}
+                Ok(_) => return Err(invalid(key, format!("`{value}` must be longer than 0s"))),
+                Err(e) => return Err(invalid(key, e.to_string())),
             }
+        }
+        if self.engine.batch == 0 || self.engine.send_concurrency == 0 {
+            return Err(invalid("engine", "`batch` and `send_concurrency` must be at least 1".into()));
         }
         Ok(())
     }
@@ -422,6 +442,29 @@ impl Channels {
             if let Some(value) = env(&name) {
                 *slot = value.trim().parse().map_err(|_| ConfigError::Invalid {
                     key: name.clone(),
+                    message: format!("`{value}` is not a whole number"),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EngineTuning {
+    /// `TIDINGS_ENGINE_<KEY>` overrides `[engine] <key>`.
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (name, slot) in [("TIDINGS_ENGINE_LEASE", &mut self.lease), ("TIDINGS_ENGINE_CATCH_UP", &mut self.catch_up)]
+        {
+            if let Some(value) = env(name) {
+                *slot = value;
+            }
+        }
+        for (name, slot) in
+            [("TIDINGS_ENGINE_BATCH", &mut self.batch), ("TIDINGS_ENGINE_SEND_CONCURRENCY", &mut self.send_concurrency)]
+        {
+            if let Some(value) = env(name) {
+                *slot = value.trim().parse().map_err(|_| ConfigError::Invalid {
+                    key: name.to_string(),
                     message: format!("`{value}` is not a whole number"),
                 })?;
             }
@@ -501,6 +544,13 @@ mod tests {
         let (_dir, path) = write("[policies.frequency_caps]\nemail = \"three a week\"\n");
         let err = Config::load(&path, true, |_| None).unwrap_err().to_string();
         assert!(err.contains("policies.frequency_caps.email"), "{err}");
+        let (_dir, path) = write("[policies.quiet_hours]\nemail = \"00:00-00:00\"\n");
+        let err = Config::load(&path, true, |_| None).unwrap_err().to_string();
+        assert!(err.contains("policies.quiet_hours.email"), "an empty window is a mistake: {err}");
+        let (_dir, path) = write("[policies.frequency_caps]\nemail = \"0 per 7d\"\n");
+        assert!(Config::load(&path, true, |_| None).is_err(), "a cap of 0 would silence the channel");
+        let (_dir, path) = write("[engine]\nlease = \"0s\"\n");
+        assert!(Config::load(&path, true, |_| None).unwrap_err().to_string().contains("engine.lease"));
         let (_dir, path) = write("default_timezone = \"Mars/Olympus\"\n");
         assert!(Config::load(&path, true, |_| None).unwrap_err().to_string().contains("Mars/Olympus"));
     }

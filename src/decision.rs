@@ -187,6 +187,17 @@ pub fn advance(
     let mut recent = facts.recent_sends.clone();
     let tz = policies.timezone_of(&member);
 
+    // A run that waited is still for the journey's audience only if the member still
+    // matches it: one who no longer does leaves (reason `audience`). Enrollment checked it
+    // for the first steps.
+    if phase != Phase::Arriving
+        && let Some(audience) = &journey.audience
+        && condition::eval(&audience.expr, &context(&member, facts, policies)) != Truth::True
+    {
+        out.records.push(Record { step: Some(step), action: Action::Exit, reason: Some(Reason::Audience), send: None });
+        out.next = Next::Finish(Some(Reason::Audience));
+        return out;
+    }
     let mut at = match phase {
         Phase::Arriving => Some(step),
         Phase::WaitOver | Phase::EventCame => after_wait(journey, step, phase == Phase::EventCame),

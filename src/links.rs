@@ -144,10 +144,30 @@ impl LinkSigner {
         DeliveryLinks { signer: self.clone(), delivery_id, member_id: member_id.to_string(), channel }
     }
 
+    /// The signer `serve` and `worker` use: `TIDINGS_LINK_SECRET` from `env`. Without it,
+    /// a random secret for this process, with a warning: links work until the process
+    /// restarts, and a second process (a `worker`) cannot check the first one's links.
+    /// That keeps a fresh clone running; production sets the variable.
+    pub fn from_env(public_url: &str, env: impl Fn(&str) -> Option<String>) -> Result<LinkSigner, LinkError> {
+        match env(SECRET_VAR).filter(|s| !s.is_empty()) {
+            Some(secret) => LinkSigner::new(public_url, secret.as_bytes()),
+            None => {
+                tracing::warn!(
+                    "{SECRET_VAR} is not set: signing links with a random secret that dies with this process; \
+                     set it (32+ random bytes) so unsubscribe and tracking links keep working"
+                );
+                LinkSigner::new(public_url, &rand::random::<[u8; 32]>())
+            }
+        }
+    }
+
     pub fn verify(&self, token: &str) -> Result<LinkClaims, LinkError> {
         verify(&self.secret, token)
     }
 }
+
+/// The environment variable that holds the link secret (DESIGN §5).
+pub const SECRET_VAR: &str = "TIDINGS_LINK_SECRET";
 
 /// The signed links of one delivery.
 #[derive(Debug, Clone)]

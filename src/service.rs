@@ -35,7 +35,10 @@ pub async fn engine(config: &Config, store: Store, channels: Channels) -> anyhow
     let project = load_project(config)?;
     let registry = Registry::load(project, &store, config.timezone(), Utc::now()).await?;
     let policies = engine::policies(config).map_err(anyhow::Error::msg)?;
-    Ok(Engine::new(store, registry, policies, config.state_settings(), channels, engine::Options::from_config(config)))
+    let links = crate::links::LinkSigner::from_env(&config.public_url, |name| std::env::var(name).ok())
+        .context("TIDINGS_LINK_SECRET")?;
+    let options = engine::Options::from_config(config, links);
+    Ok(Engine::new(store, registry, policies, config.state_settings(), channels, options))
 }
 
 /// Runs the engine (and with `http`, the HTTP routes) until SIGTERM or ctrl-c.
@@ -73,7 +76,7 @@ pub async fn run(config: &Config, http: bool) -> anyhow::Result<()> {
         let mut stop = stop.clone();
         tokio::spawn(async move {
             loop {
-                match engine.tick(Utc::now()).await {
+                match engine.tick_with(&Utc::now).await {
                     Ok(tick) if !tick.is_idle() => {
                         tracing::debug!(?tick, "tick");
                         continue;

@@ -1,6 +1,7 @@
-//! Due deliveries: claim a batch, render each for its member, send concurrently, write the
-//! outcomes in one transaction. A delivery is claimed (`sending`, with a lease) before it
-//! is sent and settled after, so a crash re-sends at most what was in flight.
+//! Due deliveries: claim a batch, render each for its member with its signed links, send
+//! concurrently, and write the outcomes a group at a time as sends finish (one transaction
+//! per group of `send_concurrency`). A delivery is claimed (`sending`, with a lease) before
+//! it is sent and settled after, so a crash re-sends at most the group in flight.
 
 use std::collections::HashSet;
 
@@ -12,7 +13,7 @@ use crate::channel::Channel;
 use crate::channels::{Outgoing, SendError, next_attempt};
 use crate::store::deliveries::{ClaimedDelivery, DeliveryOutcome};
 use crate::template::{
-    JourneyInfo, Links, MessageContext, RenderOptions, StepInfo, Untracked, event_value, member_value,
+    JourneyInfo, LinkTracker, Links, MessageContext, RenderOptions, StepInfo, Untracked, event_value, member_value,
 };
 
 impl Engine {
@@ -42,6 +43,8 @@ impl Engine {
                     outcomes.push((d, DeliveryOutcome::Failed { error, suppress: false }));
                     continue;
                 };
+                let links = self.options.links.for_delivery(d.id, &d.member_id, channel);
+                let unsubscribe = links.unsubscribe_url();
                 let context = MessageContext {
                     member: member_value(member, now, self.policies.default_timezone),
                     event: d
@@ -57,10 +60,14 @@ impl Engine {
                     step: StepInfo { id: d.step.clone() },
                     variant: d.variant.clone(),
                     vars: d.vars.as_object().cloned().unwrap_or_default(),
-                    links: self.links(&d),
+                    links: Links { unsubscribe: unsubscribe.clone(), preferences: unsubscribe.clone() },
                     shop: self.options.shop.clone(),
                 };
-                let options = RenderOptions { default_timezone: self.policies.default_timezone, links: &Untracked };
+                // Email links are tracked (signed click redirects and the open pixel) unless
+                // the template says `tracking: false`; SMS and push keep links as written,
+                // short enough for a segment and a notification.
+                let tracker: &dyn LinkTracker = if channel == Channel::Email { &links } else { &Untracked };
+                let options = RenderOptions { default_timezone: self.policies.default_timezone, links: tracker };
                 match templates.render(&template, channel, &context, &options) {
                     Ok(message) => {
                         let outgoing = Outgoing {
@@ -69,7 +76,7 @@ impl Engine {
                             channel,
                             to: d.address.clone().unwrap_or_default(),
                             message,
-                            unsubscribe_url: Some(context.links.unsubscribe.clone()),
+                            unsubscribe_url: Some(unsubscribe),
                         };
                         ready.push((d, outgoing));
                     }
@@ -80,56 +87,79 @@ impl Engine {
             }
         }
 
+        let count = ready.len() + outcomes.len();
+        let mut in_flight: HashSet<i64> = ready.iter().map(|(d, _)| d.id).collect();
+        // Outcomes are written as sends finish, a group at a time: a crash re-sends at most
+        // the group in flight, not the whole claimed batch, and a commit still carries many.
         let channels = &self.channels;
-        let sent: Vec<(ClaimedDelivery, Outgoing, Result<crate::channels::Receipt, SendError>)> =
-            futures_util::stream::iter(ready)
-                .map(|(d, out)| async move {
-                    let result = channels.send(&out).await;
-                    (d, out, result)
-                })
-                .buffer_unordered(self.options.send_concurrency.max(1))
-                .collect()
-                .await;
-        let count = sent.len() + outcomes.len();
+        let group = self.options.send_concurrency.max(1);
+        let mut finished = futures_util::stream::iter(ready)
+            .map(|(d, out)| async move {
+                let result = channels.send(&out).await;
+                (d, out, result)
+            })
+            .buffer_unordered(group)
+            .ready_chunks(group);
         let mut unregistered = Vec::new();
-        for (d, out, result) in sent {
-            let outcome = match result {
-                Ok(receipt) => DeliveryOutcome::Sent {
-                    provider_message_id: receipt.provider_message_id,
-                    subject: out.message.headline().map(str::to_string),
-                },
-                Err(SendError::Transient { reason, retry_after }) => {
-                    let jitter = rand::random::<f64>();
-                    match next_attempt(d.attempts as u32, now, retry_after, &self.options.retry, jitter) {
-                        Some(at) => DeliveryOutcome::Retry { at, error: reason },
-                        None => DeliveryOutcome::Failed {
-                            error: format!("gave up after {} attempts: {reason}", d.attempts),
-                            suppress: false,
-                        },
-                    }
-                }
-                Err(SendError::Permanent { reason }) => DeliveryOutcome::Failed { error: reason, suppress: true },
-                Err(SendError::Unregistered { token }) => {
-                    unregistered.push((d.member_id.clone(), token.clone()));
-                    DeliveryOutcome::Failed { error: format!("push token unregistered: {token}"), suppress: false }
-                }
-            };
-            outcomes.push((d, outcome));
+        // A batch that takes a while renews its claim on what it has not sent yet, so the
+        // lease only runs out for a worker that stopped.
+        let started = std::time::Instant::now();
+        let mut held = started;
+        let renew_every = (self.options.lease / 3).to_std().unwrap_or_default();
+        loop {
+            let sent = finished.next().await.unwrap_or_default();
+            if sent.is_empty() && outcomes.is_empty() {
+                break;
+            }
+            for (d, out, result) in sent {
+                in_flight.remove(&d.id);
+                let outcome = self.outcome(&d, &out, result, now, &mut unregistered);
+                outcomes.push((d, outcome));
+            }
+            self.store.record_outcomes(&outcomes, now).await?;
+            outcomes.clear();
+            if held.elapsed() >= renew_every && !in_flight.is_empty() {
+                let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+                let ids: Vec<i64> = in_flight.iter().copied().collect();
+                self.store.hold_deliveries(&ids, now + elapsed + self.options.lease).await?;
+                held = std::time::Instant::now();
+            }
         }
-        self.store.record_outcomes(&outcomes, now).await?;
         for (member, token) in unregistered {
             self.store.remove_push_token(&member, &token, now, &self.settings).await?;
         }
         Ok(count)
     }
 
-    /// The links of a delivery (signed by the HTTP edge's secret once links land).
-    fn links(&self, d: &ClaimedDelivery) -> Links {
-        let base = &self.options.public_url;
-        Links {
-            unsubscribe: format!("{base}/u/{}", d.id),
-            preferences: format!("{base}/preferences/{}", d.id),
-            view_online: format!("{base}/view/{}", d.id),
+    /// What a provider's answer means for the delivery: sent, retried later, or failed.
+    fn outcome(
+        &self,
+        d: &ClaimedDelivery,
+        out: &Outgoing,
+        result: Result<crate::channels::Receipt, SendError>,
+        now: DateTime<Utc>,
+        unregistered: &mut Vec<(String, String)>,
+    ) -> DeliveryOutcome {
+        match result {
+            Ok(receipt) => DeliveryOutcome::Sent {
+                provider_message_id: receipt.provider_message_id,
+                subject: out.message.headline().map(str::to_string),
+            },
+            Err(SendError::Transient { reason, retry_after }) => {
+                let jitter = rand::random::<f64>();
+                match next_attempt(d.attempts as u32, now, retry_after, &self.options.retry, jitter) {
+                    Some(at) => DeliveryOutcome::Retry { at, error: reason },
+                    None => DeliveryOutcome::Failed {
+                        error: format!("gave up after {} attempts: {reason}", d.attempts),
+                        suppress: false,
+                    },
+                }
+            }
+            Err(SendError::Permanent { reason }) => DeliveryOutcome::Failed { error: reason, suppress: true },
+            Err(SendError::Unregistered { token }) => {
+                unregistered.push((d.member_id.clone(), token.clone()));
+                DeliveryOutcome::Failed { error: format!("push token unregistered: {token}"), suppress: false }
+            }
         }
     }
 }

@@ -182,10 +182,15 @@ impl Engine {
             if let Some(member) = members.get(&event.member_id) {
                 for journey in &triggered {
                     let Trigger::Event { name, filter } = &journey.trigger else { continue };
-                    if *name != event.name
-                        || !matches(filter.as_ref(), member, Some(event), self, now)
-                        || !matches(journey.audience.as_ref(), member, Some(event), self, now)
-                    {
+                    if *name != event.name || !matches(filter.as_ref(), member, Some(event), self, now) {
+                        continue;
+                    }
+                    // The event is this journey's trigger, but the member is not its audience:
+                    // recorded, so "why did X not get the welcome?" has an answer.
+                    if !matches(journey.audience.as_ref(), member, Some(event), self, now) {
+                        let mut entry = line(now, &member.id, &journey.id, None, None, "skip");
+                        entry.reason = Some(decision::Reason::Audience.as_str().to_string());
+                        progress.journal.push(entry);
                         continue;
                     }
                     let key = (member.id.clone(), journey.id.clone());

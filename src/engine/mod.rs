@@ -29,6 +29,7 @@ use tokio::sync::Mutex;
 use crate::channels::{Channels, RetryPolicy};
 use crate::config::Config;
 use crate::decision::Policies;
+use crate::links::LinkSigner;
 use crate::store::{Store, StoreError};
 use crate::template::ShopInfo;
 pub use registry::Registry;
@@ -47,21 +48,22 @@ pub struct Options {
     /// Sends in flight at once.
     pub send_concurrency: usize,
     pub retry: RetryPolicy,
-    /// Base of links in messages.
-    pub public_url: String,
+    /// Signs the unsubscribe, open and click links of each message (`TIDINGS_PUBLIC_URL`,
+    /// `TIDINGS_LINK_SECRET`).
+    pub links: LinkSigner,
     pub shop: ShopInfo,
 }
 
 impl Options {
-    pub fn from_config(config: &Config) -> Options {
+    pub fn from_config(config: &Config, links: LinkSigner) -> Options {
         Options {
             worker: format!("{}-{}-{}", hostname(), std::process::id(), random_token()),
-            batch: 1_000,
-            lease: chrono::Duration::seconds(60),
-            catch_up: chrono::Duration::hours(1),
-            send_concurrency: 64,
+            batch: i64::from(config.engine.batch),
+            lease: chrono::Duration::from_std(Config::seconds(&config.engine.lease)).expect("checked at load"),
+            catch_up: chrono::Duration::from_std(Config::seconds(&config.engine.catch_up)).expect("checked at load"),
+            send_concurrency: config.engine.send_concurrency as usize,
             retry: RetryPolicy::default(),
-            public_url: config.public_url.trim_end_matches('/').to_string(),
+            links,
             shop: ShopInfo {
                 name: config.shop.name.clone(),
                 url: config.shop.url.clone(),
@@ -82,6 +84,9 @@ pub(crate) fn random_token() -> String {
     let mut rng = rand::rng();
     (0..12).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
 }
+
+/// Where the engine reads the time: the wall clock in `serve`, a fixed instant in tests.
+pub type Clock<'a> = dyn Fn() -> DateTime<Utc> + Sync + 'a;
 
 /// What one tick did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -153,25 +158,61 @@ impl Engine {
         self.schedule_cursor.lock().await.clear();
     }
 
-    /// One pass over everything due at `now`.
+    /// One pass over everything due at `now`: the four phases below, in order.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<Tick, EngineError> {
-        let mut tick = Tick { events: self.process_inbox(now).await?, ..Tick::default() };
-        tick.enrolled = self.fire_triggers(now).await?;
+        self.tick_with(&|| now).await
+    }
+
+    /// [`Engine::tick`] reading `clock` before each batch: `serve` passes the wall clock, so
+    /// a claim made late in a long tick still holds for its full lease.
+    pub async fn tick_with(&self, clock: &Clock<'_>) -> Result<Tick, EngineError> {
+        let events = self.take_events(clock()).await?;
+        let enrolled = self.enroll(clock()).await?;
+        let advanced = self.advance_with(clock).await?;
+        let sent = self.send_with(clock).await?;
+        Ok(Tick { events, enrolled, advanced, sent })
+    }
+
+    /// Phase 1: events in the inbox (one batch) start, end, wake and convert runs.
+    pub async fn take_events(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        self.process_inbox(now).await
+    }
+
+    /// Phase 2: schedule firings and date scans due by `now` enroll their members.
+    pub async fn enroll(&self, now: DateTime<Utc>) -> Result<u64, EngineError> {
+        self.fire_triggers(now).await
+    }
+
+    /// Phase 3: every run due by `now` is decided, a batch per transaction.
+    pub async fn advance(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        self.advance_with(&|| now).await
+    }
+
+    /// Phase 4: every delivery due by `now` is rendered and sent.
+    pub async fn send(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        self.send_with(&|| now).await
+    }
+
+    async fn advance_with(&self, clock: &Clock<'_>) -> Result<usize, EngineError> {
+        let mut total = 0;
         loop {
-            let advanced = self.advance_due(now).await?;
-            tick.advanced += advanced;
+            let advanced = self.advance_due(clock()).await?;
+            total += advanced;
             if (advanced as i64) < self.options.batch {
-                break;
+                return Ok(total);
             }
         }
+    }
+
+    async fn send_with(&self, clock: &Clock<'_>) -> Result<usize, EngineError> {
+        let mut total = 0;
         loop {
-            let sent = self.dispatch(now).await?;
-            tick.sent += sent;
+            let sent = self.dispatch(clock()).await?;
+            total += sent;
             if (sent as i64) < self.options.batch {
-                break;
+                return Ok(total);
             }
         }
-        Ok(tick)
     }
 
     /// Ticks at `now` until nothing more happens (tests and `simulate`: a decision can make

@@ -143,9 +143,17 @@ impl Engine {
             let members = self.store.members(chunk).await?;
             let last_entries = self.store.last_entries(chunk).await?;
             for member in members.values() {
-                let Some(date) = trigger_date(field, member) else { continue };
                 let tz = self.policies.timezone_of(member);
+                let Some(date) = trigger_date(field, member, tz) else { continue };
                 for firing in timing::date_firings(&date, *at, *offset, tz, from, now) {
+                    // An anniversary is of a day at least a year gone, never the join day.
+                    if *field == DateField::Member("joined_at")
+                        && member
+                            .joined_at
+                            .is_some_and(|j| firing.at - offset.to_chrono() < j + chrono::Duration::days(300))
+                    {
+                        continue;
+                    }
                     if !matches(journey.audience.as_ref(), member, None, self, now) {
                         continue;
                     }
@@ -180,14 +188,14 @@ impl Engine {
     }
 }
 
-/// The date a member's field gives a date trigger, if it has one.
-fn trigger_date(field: &DateField, member: &crate::member::Member) -> Option<TriggerDate> {
+/// The date a member's field gives a date trigger, if it has one: a timestamp's date is the
+/// member's local date (points expiring at midnight in Shanghai expire on that day there).
+fn trigger_date(field: &DateField, member: &crate::member::Member, tz: chrono_tz::Tz) -> Option<TriggerDate> {
+    let local = |at: DateTime<Utc>| at.with_timezone(&tz).date_naive();
     match field {
         DateField::Member("birthday") => member.birthday.as_ref().map(TriggerDate::from),
-        DateField::Member("joined_at") => member.joined_at.map(|j| TriggerDate::of(j.date_naive(), true)),
-        DateField::Member("points_expire_at") => {
-            member.points_expire_at.map(|at| TriggerDate::of(at.date_naive(), false))
-        }
+        DateField::Member("joined_at") => member.joined_at.map(|j| TriggerDate::of(local(j), true)),
+        DateField::Member("points_expire_at") => member.points_expire_at.map(|at| TriggerDate::of(local(at), false)),
         DateField::Member(_) => None,
         DateField::Attribute(name) => member
             .attributes

@@ -212,6 +212,27 @@ impl Store {
         Ok(())
     }
 
+    /// Extends the claim on deliveries still being sent (a long batch keeps what it holds,
+    /// so no other worker takes over a send in progress).
+    pub async fn hold_deliveries(&self, ids: &[i64], until: DateTime<Utc>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        let mut sql = tx.sql();
+        sql.push("UPDATE deliveries SET claimed_until = ")
+            .bind(Arg::Timestamp(Some(until)))
+            .push(" WHERE status = 'sending' AND ");
+        let key = match tx.dialect() {
+            crate::condition::Dialect::Sqlite => "CAST(id AS TEXT)",
+            crate::condition::Dialect::Postgres => "id::text",
+        };
+        sql.in_list(key, ids.iter().map(i64::to_string).collect());
+        tx.execute(sql).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Takes an address off a channel (an unsubscribe, a hard bounce).
     pub async fn suppress(
         &self,

@@ -15,7 +15,7 @@ pub const JOURNEY_KEYS: &[&str] = &["id", "name"];
 /// `step.*`.
 pub const STEP_KEYS: &[&str] = &["id"];
 /// `links.*`: built by the engine from `TIDINGS_PUBLIC_URL` and signed tokens.
-pub const LINK_KEYS: &[&str] = &["unsubscribe", "preferences", "view_online"];
+pub const LINK_KEYS: &[&str] = &["unsubscribe", "preferences"];
 /// `shop.*`: from the config.
 pub const SHOP_KEYS: &[&str] = &["name", "url", "support_email", "address"];
 /// `message.*`: the rendered subject and preheader, readable by the HTML body of an email

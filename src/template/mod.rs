@@ -264,7 +264,7 @@ impl TemplateCatalog {
     /// matter such as `subject`) reads against what the render context will provide:
     /// `member.<field of schema::MEMBER_FIELDS>`, `member.attributes.*`, `event.*`,
     /// `journey.id|name`, `step.id`, `variant`, `vars.<key>` with key in `vars`,
-    /// `links.unsubscribe|preferences|view_online`, `shop.name|url|support_email|address`,
+    /// `links.unsubscribe|preferences`, `shop.name|url|support_email|address`,
     /// and for an email's HTML body, text part and layout `message.subject|preheader`.
     /// Unknown paths are `T003` at the exact `{{...}}`, naming `used_by`.
     pub fn check_variables(

@@ -42,12 +42,13 @@ pub struct StepInfo {
     pub id: String,
 }
 
-/// Links for this member and delivery, signed by the edge (`TIDINGS_LINK_SECRET`).
+/// Links for this member and delivery, signed with `TIDINGS_LINK_SECRET` (see
+/// [`crate::links`]): `unsubscribe` is the one-click link, `preferences` the page where
+/// the member chooses (today the same signed page, `GET /u/{token}`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Links {
     pub unsubscribe: String,
     pub preferences: String,
-    pub view_online: String,
 }
 
 /// The shop, from the config.

@@ -144,7 +144,7 @@ fn every_context_root_is_accepted() {
     let body = "{{member.first_name}} {{member.points}} {{member.tags.[0]}} {{member.attributes.shoe_size}} \
                 {{member.lifecycle}} {{member.days_until_birthday}} {{event.order.total}} {{event.name}} \
                 {{journey.id}} {{journey.name}} {{step.id}} {{variant}} {{vars.code.text}} \
-                {{links.unsubscribe}} {{links.preferences}} {{links.view_online}} \
+                {{links.unsubscribe}} {{links.preferences}} \
                 {{shop.name}} {{shop.url}} {{shop.support_email}} {{shop.address}} {{@root.member.id}}";
     let (catalog, diagnostics, _dir) = catalog(&[("a.sms.hbs", body)]);
     assert!(diagnostics.is_empty());
@@ -205,7 +205,7 @@ fn mistakes_inside_blocks_are_found_with_scope_hints() {
 fn helpers_are_known_and_their_arguments_are_checked() {
     let body = r#"{{money member.total_spend member.currency}} {{money vars.amount}} {{date member.points_expire_at "%Y-%m-%d"}}
 {{pluralize member.points "point"}} {{default member.first_name "there"}} {{uppercase member.tier}} {{lowercase shop.name}}
-{{link "https://shop.example/rewards"}} {{{link links.view_online}}} {{money member.total_spnd "CNY"}} {{default (uppercase member.tierr) "x"}}"#;
+{{link "https://shop.example/rewards"}} {{{link links.preferences}}} {{money member.total_spnd "CNY"}} {{default (uppercase member.tierr) "x"}}"#;
     let (catalog, diagnostics, _dir) = catalog(&[("a.sms.hbs", body)]);
     assert!(diagnostics.is_empty(), "{:?}", summary(&diagnostics));
     let found = catalog.check_variables("a", Channel::Sms, &vars(&["amount"]), USED_BY);
@@ -241,7 +241,7 @@ fn partials_and_layouts_are_checked_where_they_are_used() {
     let (catalog, diagnostics, _dir) = catalog(&[
         (
             "welcome.email.hbs",
-            "---\nsubject: Hi\nlayout: base\n---\n{{> button url=links.view_online label=\"Open\"}}\n{{> footr}}\n{{> card member}}\n",
+            "---\nsubject: Hi\nlayout: base\n---\n{{> button url=links.preferences label=\"Open\"}}\n{{> footr}}\n{{> card member}}\n",
         ),
         ("partials/button.hbs", "<a href=\"{{url}}\">{{label}}</a> {{vars.coupon}} {{member.first_name}}"),
         ("partials/card.hbs", "{{tier}} {{points}} {{tierr}}"),
@@ -315,11 +315,7 @@ fn context(vars: serde_json::Value) -> MessageContext {
         step: StepInfo { id: "email".into() },
         variant: None,
         vars: vars.as_object().cloned().unwrap_or_default(),
-        links: Links {
-            unsubscribe: "https://t.example/u/abc".into(),
-            preferences: "https://t.example/p/abc".into(),
-            view_online: "https://t.example/v/abc".into(),
-        },
+        links: Links { unsubscribe: "https://t.example/u/abc".into(), preferences: "https://t.example/p/abc".into() },
         shop: ShopInfo {
             name: "Tea & Co".into(),
             url: "https://tea.example".into(),

@@ -3,131 +3,15 @@
 //! what a marketer would check — the outbox, the deliveries with their skip reasons, the
 //! timeline — on SQLite and PostgreSQL.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
-use tidings::channels::Channels;
-use tidings::config::Config;
-use tidings::engine::{self, Engine, Registry};
-use tidings::member::Event;
+use tidings::engine::Registry;
+use tidings::links::LinkKind;
 use tidings::project::{Project, Sources};
-use tidings::store::Store;
 
 use crate::engines::on_both_engines;
-
-const HELLO_EMAIL: &str = "---\nsubject: \"Hello {{default member.first_name \\\"friend\\\"}}\"\n---\n<p>Hi {{default member.first_name \"friend\"}}, welcome to {{shop.name}}.</p>\n";
-const REMINDER_EMAIL: &str = "---\nsubject: \"Still there?\"\n---\n<p>A reminder.</p>\n";
-const PING_SMS: &str = "Hi {{default member.first_name \"there\"}}, your points wait at {{shop.name}}.\n";
-
-/// A project folder with journeys and templates, and an engine over `store` on it.
-struct Shop {
-    dir: tempfile::TempDir,
-    store: Store,
-    engine: Engine,
-}
-
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-async fn load_engine(dir: &Path, store: Store, now: DateTime<Utc>) -> Engine {
-    let config = Config::load(&dir.join("tidings.toml"), false, |_| None).unwrap();
-    let sources = Sources::standard(&config.workflows_dir, &config.templates_dir).unwrap();
-    let project = Project::load(&sources, config.timezone());
-    let errors: Vec<String> = project.diagnostics.iter().map(|d| d.render_short()).collect();
-    assert!(project.journeys.len() == sources.journeys.len(), "journeys do not compile: {errors:#?}");
-    let registry = Registry::load(project, &store, config.timezone(), now).await.unwrap();
-    let options = engine::Options::from_config(&config);
-    let policies = engine::policies(&config).unwrap();
-    Engine::new(store, registry, policies, config.state_settings(), Channels::outbox(dir.join("outbox")), options)
-}
-
-impl Shop {
-    async fn new(store: Store, journeys: &[&str], config: &str, now: DateTime<Utc>) -> Shop {
-        let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join("tidings.toml"), &format!("default_timezone = \"Asia/Shanghai\"\n{config}"));
-        for journey in journeys {
-            let id = journey.lines().find_map(|l| l.strip_prefix("id: ")).unwrap();
-            write(&dir.path().join("workflows").join(format!("{id}.yaml")), journey);
-        }
-        write(&dir.path().join("templates/t/hello.email.hbs"), HELLO_EMAIL);
-        write(&dir.path().join("templates/t/reminder.email.hbs"), REMINDER_EMAIL);
-        write(&dir.path().join("templates/t/ping.sms.hbs"), PING_SMS);
-        let engine = load_engine(dir.path(), store.clone(), now).await;
-        Shop { dir, store, engine }
-    }
-
-    /// Stores events as `POST /v1/events` does, then lets the engine act at `now`.
-    async fn happen(&self, events: &[Event], now: DateTime<Utc>) {
-        self.store.ingest_events(events, now, self.engine.settings()).await.unwrap();
-        self.engine.settle(now).await.unwrap();
-    }
-
-    async fn at(&self, now: DateTime<Utc>) {
-        self.engine.settle(now).await.unwrap();
-    }
-
-    /// The messages written to the outbox (one folder per channel).
-    fn outbox(&self) -> Vec<PathBuf> {
-        let mut files = Vec::new();
-        for channel in std::fs::read_dir(self.dir.path().join("outbox")).into_iter().flatten() {
-            let channel = channel.unwrap().path();
-            for file in std::fs::read_dir(&channel).into_iter().flatten() {
-                let file = file.unwrap().path();
-                if !file.file_name().unwrap().to_string_lossy().starts_with('.') {
-                    files.push(file);
-                }
-            }
-        }
-        files.sort();
-        files
-    }
-
-    /// (journey, step, status, reason) of a member's deliveries, oldest first.
-    async fn deliveries(&self, member: &str) -> Vec<(String, String, String, Option<String>)> {
-        let mut rows: Vec<_> = self
-            .store
-            .deliveries_of(member, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|d| (d.journey_id, d.step, d.status, d.reason))
-            .collect();
-        rows.reverse();
-        rows
-    }
-
-    /// "action step reason" lines of a member's timeline.
-    async fn timeline(&self, member: &str) -> Vec<String> {
-        self.store
-            .journal_of(Some(member), 1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|j| {
-                [Some(j.journey_id), Some(j.action), j.step, j.reason]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect()
-    }
-}
-
-fn event(id: &str, member: &str, name: &str, occurred_at: DateTime<Utc>, properties: serde_json::Value) -> Event {
-    Event { id: id.into(), member_id: member.into(), name: name.into(), occurred_at, properties }
-}
-
-fn joined(member: &str, at: DateTime<Utc>, properties: serde_json::Value) -> Event {
-    event(&format!("join-{member}"), member, "member.created", at, properties)
-}
+use crate::shop::{Shop, at, event, joined, load_engine, signed_links, write};
 
 const WELCOME: &str = r#"id: welcome
 name: Welcome
@@ -150,6 +34,31 @@ steps:
 "#;
 
 on_both_engines! {
+    async fn the_email_a_member_gets_carries_signed_unsubscribe_click_and_open_links(store) {
+        let t0 = at("2026-03-02T02:00:00Z");
+        let shop = Shop::new(store, &[WELCOME], "", t0).await;
+        let ada = json!({ "email": "ada@example.com", "email_consent": true, "first_name": "Ada" });
+        shop.happen(&[joined("ada", t0, ada)], t0).await;
+        let eml = std::fs::read(&shop.outbox()[0]).unwrap();
+        let mail = mailparse::parse_mail(&eml).unwrap();
+        let html = mail.subparts.iter().find(|p| p.ctype.mimetype == "text/html").unwrap().get_body().unwrap();
+        use mailparse::MailHeaderMap as _;
+        let list_unsubscribe = mail.headers.get_first_value("List-Unsubscribe").unwrap();
+
+        let unsubscribe = signed_links(&list_unsubscribe, LinkKind::Unsubscribe);
+        assert_eq!(unsubscribe.len(), 1, "List-Unsubscribe: {list_unsubscribe}");
+        assert_eq!(unsubscribe[0].member_id, "ada");
+        let delivery = unsubscribe[0].delivery_id;
+        assert_eq!(signed_links(&html, LinkKind::Unsubscribe), unsubscribe, "the footer link is the header's");
+        let clicks = signed_links(&html, LinkKind::Click);
+        assert_eq!(clicks.len(), 1, "{html}");
+        assert_eq!(clicks[0].url.as_deref(), Some("https://tea.example/rewards"));
+        assert_eq!(clicks[0].delivery_id, delivery);
+        let opens = signed_links(&html, LinkKind::Open);
+        assert_eq!(opens.len(), 1, "one open pixel: {html}");
+        assert_eq!((opens[0].delivery_id, opens[0].member_id.as_str()), (delivery, "ada"));
+    }
+
     async fn a_new_member_gets_the_welcome_email_once_and_the_reminder_three_days_later(store) {
         let t0 = at("2026-03-02T02:00:00Z");
         let shop = Shop::new(store, &[WELCOME], "", t0).await;

@@ -37,6 +37,12 @@ pub async fn sqlite_pool() -> (SqlitePool, tempfile::TempDir) {
 /// None (with a note on stderr) when the variable is unset; panics when it is set but the
 /// server cannot be used, so CI fails instead of skipping.
 pub async fn postgres_pool(test_name: &str) -> Option<PgPool> {
+    postgres_schema(test_name).await.map(|(pool, _)| pool)
+}
+
+/// Like [`postgres_pool`], with a URL that points other processes (`tidings worker`) at
+/// the same fresh schema.
+pub async fn postgres_schema(test_name: &str) -> Option<(PgPool, String)> {
     let Ok(url) = std::env::var(POSTGRES_URL_VAR) else {
         eprintln!("skipping PostgreSQL: {POSTGRES_URL_VAR} is not set");
         return None;
@@ -65,7 +71,8 @@ pub async fn postgres_pool(test_name: &str) -> Option<PgPool> {
         .run(&pool)
         .await
         .unwrap_or_else(|e| panic!("cannot migrate schema {schema}: {e}"));
-    Some(pool)
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Some((pool, format!("{url}{separator}options[search_path]={schema}")))
 }
 
 /// `t_<test name>_<unix seconds>_<random>`: unique, and old ones can be recognised.
@@ -391,11 +398,7 @@ pub fn message_context(
         step: StepInfo { id: "email".into() },
         variant: None,
         vars: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        links: Links {
-            unsubscribe,
-            preferences: "https://t.example/preferences".into(),
-            view_online: "https://t.example/view".into(),
-        },
+        links: Links { unsubscribe, preferences: "https://t.example/preferences".into() },
         shop: ShopInfo {
             name: "Tea House".into(),
             url: "https://teahouse.example".into(),

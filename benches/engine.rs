@@ -1,0 +1,176 @@
+//! The engine at scale, on SQLite (the embedded default), with the outbox channel:
+//!
+//! 1. **enroll**: a schedule trigger whose audience (`lifecycle == "dormant" and
+//!    email_consent`) matches a fifth of 1,000,000 members fires (target ≤ 3 s);
+//! 2. **advance**: the enrolled runs are decided (target ≥ 20,000 runs/s);
+//! 3. **send**: their deliveries are rendered and written to the outbox, end to end;
+//! 4. **rss**: 1,000,000 runs waiting (plus the ones above) and a real `tidings worker`
+//!    process on the database: its peak resident memory (`VmHWM`) after 15 s of ticks
+//!    (target ≤ 200 MiB).
+//!
+//! ```sh
+//! cargo bench --bench engine                              # 1,000,000 members
+//! TIDINGS_BENCH_MEMBERS=100000 cargo bench --bench engine
+//! ```
+//!
+//! Members are generated with one set-based `INSERT … SELECT` (what they are matters, not how
+//! they got there: `benches/member_state.rs` measures the importer). One run, wall-clock time.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tidings::channels::Channels;
+use tidings::config::Config;
+use tidings::engine::{self, Engine, Registry};
+use tidings::links::LinkSigner;
+use tidings::project::{Project, Sources};
+use tidings::store::Store;
+
+const JOURNEY: &str = r#"id: comeback
+name: Come back
+trigger: { schedule: "0 10 * * *", timezone: Asia/Shanghai }
+audience: lifecycle == "dormant" and email_consent
+entry: { reentry: after 90d }
+steps:
+  - id: offer
+    send: { channel: email, template: comeback/offer }
+  - id: done
+    exit: true
+"#;
+
+const TEMPLATE: &str = "---\nsubject: \"{{default member.first_name \\\"Hello\\\"}}, we saved you a seat\"\n---\n\
+<p>Hi {{default member.first_name \"there\"}},</p><p>It has been a while. Here is 15% off: \
+<a href=\"{{link \"https://shop.example.com/back\"}}\">come back</a>.</p>\
+<p><a href=\"{{links.unsubscribe}}\">Unsubscribe</a></p>\n";
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// `n` members, one in five dormant (last order 60–179 days ago), nine in ten consenting.
+async fn seed_members(store: &Store, n: u64) {
+    let Store::Sqlite(pool) = store else { unreachable!("the bench runs on SQLite") };
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1)
+         INSERT INTO members (id, email, first_name, timezone, tier, email_consent, order_count, total_spend,
+                              last_order_at, joined_at, lifecycle)
+         SELECT printf('m%07d', i), printf('m%d@example.com', i), 'Member', 'Asia/Shanghai',
+                CASE i % 3 WHEN 0 THEN 'silver' WHEN 1 THEN 'gold' ELSE 'diamond' END,
+                i % 10 <> 0, 1 + i % 7, 10000 + i % 50000,
+                '2026-01-01T00:00:00.000000Z', '2024-01-01T00:00:00.000000Z',
+                CASE i % 5 WHEN 0 THEN 'dormant' WHEN 1 THEN 'churned' WHEN 2 THEN 'new' ELSE 'active' END
+         FROM n",
+    )
+    .bind(n as i64)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// One run per member waiting 30 days in another journey (the memory a waiting member costs).
+async fn seed_waiting_runs(store: &Store, version: &str) {
+    let Store::Sqlite(pool) = store else { unreachable!() };
+    sqlx::query(
+        "INSERT INTO runs (member_id, journey_id, journey_version, step, status, entered_at, due_at, trigger_key)
+         SELECT id, 'comeback', ?1, 'offer', 'waiting', '2026-06-01T00:00:00.000000Z',
+                '2026-07-01T00:00:00.000000Z', 'bench-waiting'
+         FROM members",
+    )
+    .bind(version)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn engine(dir: &Path, store: Store, now: DateTime<Utc>) -> Engine {
+    let config = Config::load(&dir.join("tidings.toml"), true, |_| None).unwrap();
+    let sources = Sources::standard(&config.workflows_dir, &config.templates_dir).unwrap();
+    let project = Project::load(&sources, config.timezone());
+    assert!(project.diagnostics.is_empty(), "{:?}", project.diagnostics);
+    let registry = Registry::load(project, &store, config.timezone(), now).await.unwrap();
+    let links = LinkSigner::new(&config.public_url, b"bench-link-secret-0123456789").unwrap();
+    let policies = engine::policies(&config).unwrap();
+    let options = engine::Options::from_config(&config, links);
+    Engine::new(store, registry, policies, config.state_settings(), Channels::outbox(dir.join("outbox")), options)
+}
+
+fn per_second(n: usize, elapsed: Duration) -> String {
+    format!("{:.0}/s", n as f64 / elapsed.as_secs_f64())
+}
+
+/// The peak resident memory of process `pid`, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024.0
+}
+
+#[tokio::main]
+async fn main() {
+    let members: u64 = std::env::var("TIDINGS_BENCH_MEMBERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    write(
+        &dir.path().join("tidings.toml"),
+        &format!("database_url = \"sqlite://{}\"\n[engine]\ncatch_up = \"1d\"\n", db.display()),
+    );
+    write(&dir.path().join("workflows/comeback.yaml"), JOURNEY);
+    write(&dir.path().join("templates/comeback/offer.email.hbs"), TEMPLATE);
+    let store = Store::open(&format!("sqlite://{}", db.display())).await.unwrap();
+
+    let started = Instant::now();
+    seed_members(&store, members).await;
+    println!("seed       {members} members in {:.1?}", started.elapsed());
+
+    // 10:00 Shanghai on 1 June 2026 is 02:00Z; start just after it.
+    let now: DateTime<Utc> = "2026-06-01T02:00:05Z".parse().unwrap();
+    let engine = engine(dir.path(), store.clone(), now).await;
+
+    let started = Instant::now();
+    let enrolled = engine.enroll(now).await.unwrap();
+    let enroll = started.elapsed();
+    println!("enroll     {enrolled} of {members} members in {enroll:.2?} ({})", per_second(enrolled as usize, enroll));
+
+    let started = Instant::now();
+    let advanced = engine.advance(now).await.unwrap();
+    let advance = started.elapsed();
+    println!("advance    {advanced} runs in {advance:.2?} ({})", per_second(advanced, advance));
+
+    let started = Instant::now();
+    let sent = engine.send(now).await.unwrap();
+    let send = started.elapsed();
+    println!("send       {sent} emails rendered and written to the outbox in {send:.2?} ({})", per_second(sent, send));
+    let end_to_end = enroll + advance + send;
+    println!("end-to-end {sent} deliveries from the firing in {end_to_end:.2?} ({})", per_second(sent, end_to_end));
+    drop(engine);
+
+    let version: String = match &store {
+        Store::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT version FROM journey_versions LIMIT 1").fetch_one(pool).await.unwrap()
+        }
+        Store::Postgres(_) => unreachable!(),
+    };
+    let started = Instant::now();
+    seed_waiting_runs(&store, &version).await;
+    println!("seed       {members} waiting runs in {:.1?}", started.elapsed());
+    if let Store::Sqlite(pool) = &store {
+        pool.close().await;
+    }
+
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .arg("worker")
+        .current_dir(dir.path())
+        .env("TIDINGS_CONFIG", dir.path().join("tidings.toml"))
+        .env("TIDINGS_LINK_SECRET", "bench-link-secret-0123456789")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start `tidings worker` (cargo bench builds it)");
+    std::thread::sleep(Duration::from_secs(15));
+    let rss = peak_rss_mib(worker.id());
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    println!("rss        `tidings worker` over {members} members and {members}+ waiting runs: peak {rss:.0} MiB");
+}
