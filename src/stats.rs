@@ -76,8 +76,7 @@ fn miller(alpha_a: f64, beta_a: f64, alpha_b: f64, beta_b: f64) -> f64 {
     let mut total = 0.0;
     for i in 0..terms {
         let i = i as f64;
-        let log_term =
-            base + ln_beta(alpha_a + i, beta_a + beta_b) - (beta_b + i).ln() - ln_beta(1.0 + i, beta_b);
+        let log_term = base + ln_beta(alpha_a + i, beta_a + beta_b) - (beta_b + i).ln() - ln_beta(1.0 + i, beta_b);
         total += log_term.exp();
     }
     total

@@ -11,11 +11,11 @@
 
 use std::fmt::Write as _;
 
+use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -293,7 +293,8 @@ fn funnel_chart(report: &Report) -> String {
         label + width + 80.0,
         label + width + 80.0
     );
-    for (i, (name, colour)) in [("entered", "#c9d3e6"), ("sent", "#4a6fa5"), ("converted", "#2e9d5b")].iter().enumerate()
+    for (i, (name, colour)) in
+        [("entered", "#c9d3e6"), ("sent", "#4a6fa5"), ("converted", "#2e9d5b")].iter().enumerate()
     {
         let x = label + i as f64 * 110.0;
         let _ = write!(
@@ -344,8 +345,8 @@ fn experiment_chart(e: &crate::report::Experiment) -> String {
     let mut svg = format!(
         "<svg class=\"experiment-chart\" role=\"img\" aria-label=\"conversion by arm\" width=\"{}\" height=\"{height}\" \
          viewBox=\"0 0 {} {height}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"12\">",
-        label + width + 120.0,
-        label + width + 120.0
+        label + width + 180.0,
+        label + width + 180.0
     );
     for (i, a) in e.arms.iter().enumerate() {
         let y = 10.0 + i as f64 * (bar + 12.0);
@@ -451,7 +452,10 @@ mod tests {
 
     #[test]
     fn escaping_covers_markup_and_both_quotes() {
-        assert_eq!(esc("<script>alert('x')</script> & \"y\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;");
+        assert_eq!(
+            esc("<script>alert('x')</script> & \"y\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
+        );
     }
 
     #[test]

@@ -2,11 +2,13 @@
 
 mod channels;
 mod condition_sql;
+mod dashboard;
 mod engine;
 mod engines;
 mod http;
 mod import;
 mod links;
+mod report;
 mod store;
 mod support;
 mod templates;
