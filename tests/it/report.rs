@@ -364,6 +364,13 @@ async fn tidings_report_prints_the_funnel_and_the_experiments_as_a_table_and_as_
     let t0 = at("2026-03-02T02:00:00Z");
     let shop = Shop::new(Store::Sqlite(pool), t0).await;
     shop.happen(&joins(60, t0), t0).await;
+    let day2 = t0 + Duration::days(2);
+    shop.engine.settle(day2).await.unwrap();
+    let orders: Vec<Event> = (0..60)
+        .step_by(3)
+        .map(|i| event(&format!("o-{i}"), &member_id(i), "order.placed", day2, json!({ "total": 12_000 })))
+        .collect();
+    shop.happen(&orders, day2).await;
     let url = format!("sqlite://{}", dir.path().join("tidings.db").display());
     let run = |format: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
@@ -376,6 +383,7 @@ async fn tidings_report_prints_the_funnel_and_the_experiments_as_a_table_and_as_
     let table = run("table");
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
+    println!("{text}"); // the README's example (cargo test report::tidings_report -- --nocapture)
     for expected in [
         "journey trial — Trial offer",
         "funnel (conversions by last touch)",
@@ -389,6 +397,8 @@ async fn tidings_report_prints_the_funnel_and_the_experiments_as_a_table_and_as_
     assert!(json.status.success());
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(value["totals"]["entered"], 60);
+    assert_eq!(value["totals"]["converted"], 20);
+    assert_eq!(value["totals"]["revenue"], 20 * 12_000);
     assert_eq!(value["funnel"].as_array().unwrap().len(), 5);
 
     let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
