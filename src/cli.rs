@@ -59,6 +59,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DataFormat::Table)]
         format: DataFormat,
     },
+    /// A journey's funnel per step and its experiment results (A/B arms against the control).
+    Report {
+        /// The journey id.
+        journey: String,
+        /// The database (overrides the config and TIDINGS_DATABASE_URL).
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, value_enum, default_value_t = DataFormat::Table)]
+        format: DataFormat,
+    },
 }
 
 /// How commands that print data print it.
@@ -101,6 +111,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Member { id, limit, format } => {
             crate::member_view::run(&config, &id, limit, format == DataFormat::Json).await
+        }
+        Command::Report { journey, database_url, format } => {
+            let mut config = config;
+            if let Some(url) = database_url {
+                config.database_url = url;
+            }
+            crate::report::run(&config, &journey, format == DataFormat::Json).await
         }
     }
 }

@@ -61,7 +61,24 @@ pub struct Facts<'a> {
     pub recent_sends: &'a HashMap<Channel, u32>,
     /// Channels on which the member's address is suppressed (bounced, unsubscribed).
     pub suppressed: &'a [Channel],
+    /// The arm the member already holds at each experiment step of this journey (step id →
+    /// arm name, from the store): kept while the step still has that arm, so a member's
+    /// arm survives weight changes and new versions. Steps not in it are assigned by hash.
+    pub assigned: &'a HashMap<String, String>,
     pub now: DateTime<Utc>,
+}
+
+/// The arm name of the members a send's holdout keeps back.
+pub const HOLDOUT: &str = "holdout";
+
+/// The arm name of a send variant (a plain send's one variant has no name).
+pub fn arm_name(variant: &crate::journey::Variant) -> &str {
+    variant.name.as_deref().unwrap_or("default")
+}
+
+/// Whether a send is an experiment (several variants, or a holdout).
+pub fn is_experiment(send: &crate::journey::Send) -> bool {
+    send.variants.len() > 1 || send.holdout > 0
 }
 
 /// Why a member did not get a message, or left a journey (DESIGN §5 reasons).
@@ -166,6 +183,9 @@ pub struct Outcome {
     pub changes: Vec<(StepIndex, MemberChange)>,
     /// Steps run by this decision (added to the run's visit counter).
     pub visits: u32,
+    /// The arm taken at each experiment step passed (sends with variants or a holdout,
+    /// splits), in order.
+    pub arms: Vec<(StepIndex, String)>,
 }
 
 /// Steps one decision may run: validation rejects loops without a wait, so this is only a
@@ -182,7 +202,8 @@ pub fn advance(
     facts: &Facts,
     policies: &Policies,
 ) -> Outcome {
-    let mut out = Outcome { records: Vec::new(), next: Next::Finish(None), changes: Vec::new(), visits: 0 };
+    let mut out =
+        Outcome { records: Vec::new(), next: Next::Finish(None), changes: Vec::new(), visits: 0, arms: Vec::new() };
     let mut member = facts.member.clone();
     let mut recent = facts.recent_sends.clone();
     let tz = policies.timezone_of(&member);
@@ -221,8 +242,14 @@ pub fn advance(
         let occurrence = visits + out.visits;
         at = match &this.kind {
             StepKind::Send(send) => {
+                let variant = send_arm(journey, current, send, &member.id, facts.assigned);
+                if is_experiment(send) {
+                    let arm = variant.map_or(HOLDOUT, |v| arm_name(&send.variants[v]));
+                    out.arms.push((current, arm.to_string()));
+                }
+                let variant = variant.map(|v| &send.variants[v]);
                 let (record, defer) =
-                    decide_send(journey, current, send, occurrence, &member, &recent, facts, policies);
+                    decide_send(journey, current, send, variant, occurrence, &member, &recent, facts, policies);
                 if let Some(until) = defer {
                     out.records.push(record);
                     out.next = Next::Defer { step: current, until };
@@ -250,9 +277,13 @@ pub fn advance(
                 Some(taken.map_or(*otherwise, |arm| arm.goto))
             }
             StepKind::Split(arms) => {
-                let bucket = assign::bucket(&member.id, &journey.id, &this.id, "");
-                // Weights sum to 100 (validated), so a bucket always lands on an arm.
-                let arm = assign::pick(bucket, arms.iter().map(|a| a.weight)).unwrap_or(arms.len() - 1);
+                let stored = facts.assigned.get(&this.id).and_then(|name| arms.iter().position(|a| a.name == *name));
+                let arm = stored.unwrap_or_else(|| {
+                    let bucket = assign::bucket(&member.id, &journey.id, &this.id, "");
+                    // Weights sum to 100 (validated), so a bucket always lands on an arm.
+                    assign::pick(bucket, arms.iter().map(|a| a.weight)).unwrap_or(arms.len() - 1)
+                });
+                out.arms.push((current, arms[arm].name.clone()));
                 Some(arms[arm].goto)
             }
             StepKind::Update(update) => {
@@ -341,20 +372,41 @@ pub fn consents(member: &Member, channel: Channel) -> bool {
     }
 }
 
+/// The variant a member gets at a send step (None: the holdout): the arm it already holds
+/// if the step still has it, else its hash bucket's.
+pub fn send_arm(
+    journey: &Journey,
+    step: StepIndex,
+    send: &crate::journey::Send,
+    member_id: &str,
+    assigned: &HashMap<String, String>,
+) -> Option<usize> {
+    let step_id = &journey.step(step).id;
+    let stored = assigned.get(step_id).and_then(|arm| {
+        if arm == HOLDOUT {
+            (send.holdout > 0).then_some(None)
+        } else {
+            send.variants.iter().position(|v| arm_name(v) == arm).map(Some)
+        }
+    });
+    stored.unwrap_or_else(|| {
+        let bucket = assign::bucket(member_id, &journey.id, step_id, "");
+        assign::pick(bucket, send.variants.iter().map(|v| v.weight))
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn decide_send(
     journey: &Journey,
     step: StepIndex,
     send: &crate::journey::Send,
+    variant: Option<&crate::journey::Variant>,
     occurrence: u32,
     member: &Member,
     recent: &HashMap<Channel, u32>,
     facts: &Facts,
     policies: &Policies,
 ) -> (Record, Option<DateTime<Utc>>) {
-    let step_id = &journey.step(step).id;
-    let bucket = assign::bucket(&member.id, &journey.id, step_id, "");
-    let variant = assign::pick(bucket, send.variants.iter().map(|v| v.weight)).map(|i| &send.variants[i]);
     let order = SendOrder {
         channel: send.channel,
         template: variant.map(|v| v.template.clone()),

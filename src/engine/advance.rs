@@ -11,7 +11,7 @@ use crate::condition::RunHistory;
 use crate::decision::{self, Action, Facts, Next, Phase, Reason};
 use crate::member::Event;
 use crate::store::deliveries::SendHistory;
-use crate::store::runs::{ClaimedRun, NewDelivery, Progress, RunUpdate};
+use crate::store::runs::{ClaimedRun, NewArm, NewDelivery, Progress, RunUpdate};
 
 /// `opened(step)` & co. for one run.
 struct RunSends<'a> {
@@ -48,6 +48,8 @@ impl Engine {
         let history = self.store.send_history(&runs.iter().map(|r| r.id).collect::<Vec<_>>()).await?;
         let mut recent = self.recent_sends(&member_ids, now).await?;
         let suppressed = self.suppressions(&members).await?;
+        let assignments = self.store.assignments_of(&member_ids).await?;
+        let no_assignments = HashMap::new();
 
         let mut progress = Progress::default();
         let mut changes: Vec<Event> = Vec::new();
@@ -81,6 +83,7 @@ impl Engine {
                 history: &RunSends { run: run.id, history: &history },
                 recent_sends: member_recent,
                 suppressed: suppressed.get(&member.id).unwrap_or(&no_suppressions),
+                assigned: assignments.get(&(member.id.clone(), journey.id.clone())).unwrap_or(&no_assignments),
                 now,
             };
             let outcome = decision::advance(&journey, step, phase, run.visits as u32, &facts, &self.policies);
@@ -111,6 +114,16 @@ impl Engine {
                     }
                 }
                 progress.journal.push(entry);
+            }
+            for (index, arm) in &outcome.arms {
+                progress.arms.push(NewArm {
+                    run_id: run.id,
+                    member_id: member.id.clone(),
+                    journey_id: journey.id.clone(),
+                    step: journey.step(*index).id.clone(),
+                    arm: arm.clone(),
+                    at: now,
+                });
             }
             for (index, change) in &outcome.changes {
                 changes.push(update_event(

@@ -124,6 +124,7 @@ impl Engine {
                     match reaction {
                         Reaction::Convert => {
                             update.converted_at = Some(event.occurred_at);
+                            update.goal_event_id = Some(event.id.clone());
                             progress.journal.push(line(
                                 now,
                                 &run.member_id,

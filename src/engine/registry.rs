@@ -41,6 +41,7 @@ impl Registry {
                     version: j.version.clone(),
                     path: file.path().display().to_string(),
                     source: file.text().to_string(),
+                    outline: serde_json::to_string(&crate::report::Plan::of(j)).ok(),
                 })
             })
             .collect();

@@ -14,6 +14,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+pub mod dashboard;
+
 use crate::member::Event;
 use crate::store::Store;
 
@@ -36,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/events", post(post_events))
         .route("/v1/members", post(post_members))
+        .merge(dashboard::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -25,6 +25,7 @@ pub mod events;
 pub mod history;
 pub mod inbox;
 pub mod members;
+pub mod report;
 pub mod runs;
 pub mod versions;
 

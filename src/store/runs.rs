@@ -59,6 +59,7 @@ impl ClaimedRun {
             finished_at: self.finished_at,
             exit_reason: self.exit_reason.clone(),
             converted_at: None,
+            goal_event_id: None,
             add_visits: 0,
             claim,
         }
@@ -77,6 +78,8 @@ pub struct RunUpdate {
     pub finished_at: Option<DateTime<Utc>>,
     pub exit_reason: Option<String>,
     pub converted_at: Option<DateTime<Utc>>,
+    /// The event the run reached its goal with (kept only with the first conversion).
+    pub goal_event_id: Option<String>,
     pub add_visits: i64,
     /// The claim token this decision was made under; None: the run must be unclaimed (or
     /// its claim expired) at `now`.
@@ -298,6 +301,31 @@ impl Store {
         Ok(written)
     }
 
+    /// The arms these members hold at experiment steps: (member, journey) → step → arm.
+    pub async fn assignments_of(
+        &self,
+        members: &[String],
+    ) -> Result<std::collections::HashMap<(String, String), std::collections::HashMap<String, String>>, StoreError>
+    {
+        let mut out: std::collections::HashMap<_, std::collections::HashMap<String, String>> =
+            std::collections::HashMap::new();
+        for chunk in chunks(members, 1) {
+            let mut sql = self.sql();
+            sql.push("SELECT member_id, journey_id, step, variant FROM assignments WHERE ")
+                .in_list("member_id", chunk.to_vec());
+            for (key, step, arm) in self
+                .fetch(sql, |r| {
+                    let key = (r.text("member_id")?.unwrap_or_default(), r.text("journey_id")?.unwrap_or_default());
+                    Ok((key, r.text("step")?.unwrap_or_default(), r.text("variant")?.unwrap_or_default()))
+                })
+                .await?
+            {
+                out.entry(key).or_default().insert(step, arm);
+            }
+        }
+        Ok(out)
+    }
+
     /// A member's timeline, oldest first.
     pub async fn journal_of(&self, member_id: Option<&str>, limit: i64) -> Result<Vec<JournalEntry>, StoreError> {
         let mut sql = self.sql();
@@ -320,6 +348,19 @@ pub struct Progress {
     pub journal: Vec<JournalEntry>,
     /// New runs (from events), written with the batch.
     pub enroll: Vec<NewRun>,
+    /// Experiment arms taken (kept sticky per member, and counted per run by reports).
+    pub arms: Vec<NewArm>,
+}
+
+/// A run took an arm of an experiment step.
+#[derive(Debug, Clone)]
+pub struct NewArm {
+    pub run_id: i64,
+    pub member_id: String,
+    pub journey_id: String,
+    pub step: String,
+    pub arm: String,
+    pub at: DateTime<Utc>,
 }
 
 pub(crate) async fn record(tx: &mut Tx, progress: Progress, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
@@ -331,7 +372,9 @@ pub(crate) async fn record(tx: &mut Tx, progress: Progress, now: DateTime<Utc>) 
     let owned = |run: Option<i64>| run.is_none_or(|id| kept.contains(&id) || !updated.contains(&id));
     let deliveries: Vec<NewDelivery> = progress.deliveries.into_iter().filter(|d| owned(Some(d.run_id))).collect();
     let journal: Vec<JournalEntry> = progress.journal.into_iter().filter(|j| owned(j.run_id)).collect();
+    let arms: Vec<NewArm> = progress.arms.into_iter().filter(|a| owned(Some(a.run_id))).collect();
     insert_deliveries(tx, &deliveries).await?;
+    insert_arms(tx, &arms).await?;
     insert_journal(tx, &journal).await?;
     insert_runs(tx, &progress.enroll, now).await?;
     Ok(written)
@@ -430,8 +473,8 @@ async fn update_runs(tx: &mut Tx, updates: &[RunUpdate], now: DateTime<Utc>) -> 
     for chunk in chunks(updates, 10) {
         let mut sql = tx.sql();
         sql.push(
-            "WITH v (id, step, status, due_at, waiting_for, finished_at, exit_reason, converted_at, visits, claim) \
-             AS (VALUES ",
+            "WITH v (id, step, status, due_at, waiting_for, finished_at, exit_reason, converted_at, goal_event_id, \
+             visits, claim) AS (VALUES ",
         );
         for (i, u) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" })
@@ -451,6 +494,8 @@ async fn update_runs(tx: &mut Tx, updates: &[RunUpdate], now: DateTime<Utc>) -> 
                 .push(", ")
                 .bind(Arg::Timestamp(u.converted_at))
                 .push(", ")
+                .bind(Arg::Text(u.goal_event_id.clone()))
+                .push(", ")
                 .bind(Arg::Int(Some(u.add_visits)))
                 .push(", ")
                 .bind(Arg::Text(u.claim.clone()))
@@ -459,7 +504,9 @@ async fn update_runs(tx: &mut Tx, updates: &[RunUpdate], now: DateTime<Utc>) -> 
         sql.push(
             ") UPDATE runs SET step = v.step, status = v.status, due_at = v.due_at, waiting_for = v.waiting_for, \
              finished_at = v.finished_at, exit_reason = v.exit_reason, \
-             converted_at = COALESCE(runs.converted_at, v.converted_at), visits = runs.visits + v.visits, \
+             converted_at = COALESCE(runs.converted_at, v.converted_at), \
+             goal_event_id = CASE WHEN runs.converted_at IS NULL THEN v.goal_event_id ELSE runs.goal_event_id END, \
+             visits = runs.visits + v.visits, \
              claimed_until = NULL, claimed_by = NULL FROM v WHERE runs.id = v.id AND \
              (runs.claimed_by = v.claim OR (v.claim IS NULL AND (runs.claimed_until IS NULL OR runs.claimed_until <= ",
         )
@@ -468,6 +515,48 @@ async fn update_runs(tx: &mut Tx, updates: &[RunUpdate], now: DateTime<Utc>) -> 
         updated.extend(tx.fetch(sql, |r| Ok(r.int("id")?.unwrap_or(0))).await?);
     }
     Ok(updated)
+}
+
+/// Records experiment arms: per run (for reports) and per member (sticky: the first arm a
+/// member got at a step is the one it keeps).
+async fn insert_arms(tx: &mut Tx, arms: &[NewArm]) -> Result<(), StoreError> {
+    for chunk in chunks(arms, 5) {
+        let mut sql = tx.sql();
+        sql.push("INSERT INTO run_arms (run_id, journey_id, step, arm, at) VALUES ");
+        for (i, a) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .bind(Arg::Int(Some(a.run_id)))
+                .push(", ")
+                .bind(Arg::text(&a.journey_id))
+                .push(", ")
+                .bind(Arg::text(&a.step))
+                .push(", ")
+                .bind(Arg::text(&a.arm))
+                .push(", ")
+                .bind(Arg::Timestamp(Some(a.at)))
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (run_id, step) DO NOTHING");
+        tx.execute(sql).await?;
+        let mut sql = tx.sql();
+        sql.push("INSERT INTO assignments (member_id, journey_id, step, variant, assigned_at) VALUES ");
+        for (i, a) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .bind(Arg::text(&a.member_id))
+                .push(", ")
+                .bind(Arg::text(&a.journey_id))
+                .push(", ")
+                .bind(Arg::text(&a.step))
+                .push(", ")
+                .bind(Arg::text(&a.arm))
+                .push(", ")
+                .bind(Arg::Timestamp(Some(a.at)))
+                .push(")");
+        }
+        sql.push(" ON CONFLICT (member_id, journey_id, step) DO NOTHING");
+        tx.execute(sql).await?;
+    }
+    Ok(())
 }
 
 async fn insert_deliveries(tx: &mut Tx, deliveries: &[NewDelivery]) -> Result<(), StoreError> {

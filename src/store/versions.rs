@@ -12,6 +12,8 @@ pub struct StoredVersion {
     pub version: String,
     pub path: String,
     pub source: String,
+    /// The journey's outline for reports ([`crate::report::Plan`] as JSON), when known.
+    pub outline: Option<String>,
 }
 
 /// A firing this worker holds.
@@ -29,7 +31,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         for v in versions {
             let mut sql = tx.sql();
-            sql.push("INSERT INTO journey_versions (journey_id, version, path, source, loaded_at) VALUES (")
+            sql.push("INSERT INTO journey_versions (journey_id, version, path, source, loaded_at, outline) VALUES (")
                 .bind(Arg::text(&v.journey_id))
                 .push(", ")
                 .bind(Arg::text(&v.version))
@@ -39,6 +41,8 @@ impl Store {
                 .bind(Arg::text(&v.source))
                 .push(", ")
                 .bind(Arg::Timestamp(Some(now)))
+                .push(", ")
+                .bind(Arg::Text(v.outline.clone()))
                 .push(") ON CONFLICT (journey_id, version) DO NOTHING");
             tx.execute(sql).await?;
         }
@@ -49,7 +53,7 @@ impl Store {
     /// A stored version, to compile for runs still on it.
     pub async fn version(&self, journey_id: &str, version: &str) -> Result<Option<StoredVersion>, StoreError> {
         let mut sql = self.sql();
-        sql.push("SELECT journey_id, version, path, source FROM journey_versions WHERE journey_id = ")
+        sql.push("SELECT journey_id, version, path, source, outline FROM journey_versions WHERE journey_id = ")
             .bind(Arg::text(journey_id))
             .push(" AND version = ")
             .bind(Arg::text(version));
@@ -60,10 +64,20 @@ impl Store {
                     version: r.text("version")?.unwrap_or_default(),
                     path: r.text("path")?.unwrap_or_default(),
                     source: r.text("source")?.unwrap_or_default(),
+                    outline: r.text("outline")?,
                 })
             })
             .await?
             .pop())
+    }
+
+    /// The outline of the journey's most recently loaded version (for reports).
+    pub async fn latest_outline(&self, journey_id: &str) -> Result<Option<String>, StoreError> {
+        let mut sql = self.sql();
+        sql.push("SELECT outline FROM journey_versions WHERE journey_id = ")
+            .bind(Arg::text(journey_id))
+            .push(" AND outline IS NOT NULL ORDER BY loaded_at DESC, version LIMIT 1");
+        Ok(self.fetch(sql, |r| r.text("outline")).await?.pop().flatten())
     }
 
     /// Steps of a journey that runs on versions other than `current` wait in, with how

@@ -2,12 +2,14 @@
 
 mod channels;
 mod condition_sql;
+mod dashboard;
 mod engine;
 mod engines;
 mod http;
 mod import;
 mod journeys;
 mod links;
+mod report;
 mod shop;
 mod store;
 mod support;

@@ -49,16 +49,30 @@ pub async fn load_engine(dir: &Path, store: Store, now: DateTime<Utc>) -> Engine
 }
 
 impl Shop {
+    /// `journeys` with the test templates `t/hello`, `t/reminder` (email) and `t/ping` (SMS).
     pub async fn new(store: Store, journeys: &[&str], config: &str, now: DateTime<Utc>) -> Shop {
+        let templates =
+            [("t/hello.email", HELLO_EMAIL), ("t/reminder.email", REMINDER_EMAIL), ("t/ping.sms", PING_SMS)];
+        Shop::with_templates(store, journeys, &templates, config, now).await
+    }
+
+    /// `journeys` and `templates` (`("t/offer.email", text)` is `templates/t/offer.email.hbs`).
+    pub async fn with_templates(
+        store: Store,
+        journeys: &[&str],
+        templates: &[(&str, &str)],
+        config: &str,
+        now: DateTime<Utc>,
+    ) -> Shop {
         let dir = tempfile::tempdir().unwrap();
         write(&dir.path().join("tidings.toml"), &format!("default_timezone = \"Asia/Shanghai\"\n{config}"));
         for journey in journeys {
             let id = journey.lines().find_map(|l| l.strip_prefix("id: ")).unwrap();
             write(&dir.path().join("workflows").join(format!("{id}.yaml")), journey);
         }
-        write(&dir.path().join("templates/t/hello.email.hbs"), HELLO_EMAIL);
-        write(&dir.path().join("templates/t/reminder.email.hbs"), REMINDER_EMAIL);
-        write(&dir.path().join("templates/t/ping.sms.hbs"), PING_SMS);
+        for (name, text) in templates {
+            write(&dir.path().join("templates").join(format!("{name}.hbs")), text);
+        }
         let engine = load_engine(dir.path(), store.clone(), now).await;
         Shop { dir, store, engine }
     }
