@@ -31,5 +31,6 @@ pub mod service;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod template;
 pub mod timing;

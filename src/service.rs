@@ -46,12 +46,7 @@ pub async fn run(config: &Config, http: bool) -> anyhow::Result<()> {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
 
     let server = if http {
-        let state = crate::http::AppState {
-            store: store.clone(),
-            settings: Arc::new(config.state_settings()),
-            api_token: std::env::var("TIDINGS_API_TOKEN").ok().filter(|t| !t.is_empty()),
-            now: Arc::new(Utc::now),
-        };
+        let state = http_state(config, store.clone())?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
@@ -100,6 +95,25 @@ pub async fn run(config: &Config, http: bool) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The HTTP routes' state: secrets from the environment only. Without
+/// `TIDINGS_LINK_SECRET` the link routes answer 503 (a per-process random secret would
+/// break every link already sent at the next restart — unsubscribe links included).
+fn http_state(config: &Config, store: Store) -> anyhow::Result<crate::http::AppState> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let secrets = crate::http::Secrets::from_env(env).context("reading the webhook secrets")?;
+    let mut state = crate::http::AppState::new(store, config.state_settings(), env("TIDINGS_API_TOKEN"), Arc::new(Utc::now))
+        .with_secrets(secrets);
+    match env("TIDINGS_LINK_SECRET") {
+        Some(secret) => {
+            let signer = crate::links::LinkSigner::new(&config.public_url, secret.as_bytes())
+                .context("TIDINGS_LINK_SECRET")?;
+            state = state.with_links(signer);
+        }
+        None => tracing::warn!("TIDINGS_LINK_SECRET is not set: unsubscribe, open and click links answer 503"),
+    }
+    Ok(state)
 }
 
 /// Waits for SIGTERM or ctrl-c; reloads the journeys on SIGHUP.

@@ -21,13 +21,13 @@ const REMINDER_EMAIL: &str = "---\nsubject: \"Still there?\"\n---\n<p>A reminder
 const PING_SMS: &str = "Hi {{default member.first_name \"there\"}}, your points wait at {{shop.name}}.\n";
 
 /// A project folder with journeys and templates, and an engine over `store` on it.
-struct Shop {
-    dir: tempfile::TempDir,
-    store: Store,
-    engine: Engine,
+pub(crate) struct Shop {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) store: Store,
+    pub(crate) engine: Engine,
 }
 
-fn at(text: &str) -> DateTime<Utc> {
+pub(crate) fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
 }
 
@@ -49,7 +49,7 @@ async fn load_engine(dir: &Path, store: Store, now: DateTime<Utc>) -> Engine {
 }
 
 impl Shop {
-    async fn new(store: Store, journeys: &[&str], config: &str, now: DateTime<Utc>) -> Shop {
+    pub(crate) async fn new(store: Store, journeys: &[&str], config: &str, now: DateTime<Utc>) -> Shop {
         let dir = tempfile::tempdir().unwrap();
         write(&dir.path().join("tidings.toml"), &format!("default_timezone = \"Asia/Shanghai\"\n{config}"));
         for journey in journeys {
@@ -64,17 +64,17 @@ impl Shop {
     }
 
     /// Stores events as `POST /v1/events` does, then lets the engine act at `now`.
-    async fn happen(&self, events: &[Event], now: DateTime<Utc>) {
+    pub(crate) async fn happen(&self, events: &[Event], now: DateTime<Utc>) {
         self.store.ingest_events(events, now, self.engine.settings()).await.unwrap();
         self.engine.settle(now).await.unwrap();
     }
 
-    async fn at(&self, now: DateTime<Utc>) {
+    pub(crate) async fn at(&self, now: DateTime<Utc>) {
         self.engine.settle(now).await.unwrap();
     }
 
     /// The messages written to the outbox (one folder per channel).
-    fn outbox(&self) -> Vec<PathBuf> {
+    pub(crate) fn outbox(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
         for channel in std::fs::read_dir(self.dir.path().join("outbox")).into_iter().flatten() {
             let channel = channel.unwrap().path();
@@ -90,7 +90,7 @@ impl Shop {
     }
 
     /// (journey, step, status, reason) of a member's deliveries, oldest first.
-    async fn deliveries(&self, member: &str) -> Vec<(String, String, String, Option<String>)> {
+    pub(crate) async fn deliveries(&self, member: &str) -> Vec<(String, String, String, Option<String>)> {
         let mut rows: Vec<_> = self
             .store
             .deliveries_of(member, 100)
@@ -125,11 +125,11 @@ fn event(id: &str, member: &str, name: &str, occurred_at: DateTime<Utc>, propert
     Event { id: id.into(), member_id: member.into(), name: name.into(), occurred_at, properties }
 }
 
-fn joined(member: &str, at: DateTime<Utc>, properties: serde_json::Value) -> Event {
+pub(crate) fn joined(member: &str, at: DateTime<Utc>, properties: serde_json::Value) -> Event {
     event(&format!("join-{member}"), member, "member.created", at, properties)
 }
 
-const WELCOME: &str = r#"id: welcome
+pub(crate) const WELCOME: &str = r#"id: welcome
 name: Welcome
 trigger: { event: member.created }
 audience: email_consent

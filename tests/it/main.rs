@@ -5,6 +5,8 @@ mod condition_sql;
 mod engine;
 mod engines;
 mod http;
+mod http_links;
+mod http_webhooks;
 mod import;
 mod links;
 mod store;
