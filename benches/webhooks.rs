@@ -30,11 +30,7 @@ const SAMPLE_CUSTOMER: &str = "706405506930370084";
 const CUSTOMERS: u64 = 20_000;
 
 fn env_list(name: &str, default: &str) -> Vec<usize> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.into())
-        .split(',')
-        .filter_map(|v| v.trim().parse().ok())
-        .collect()
+    std::env::var(name).unwrap_or_else(|_| default.into()).split(',').filter_map(|v| v.trim().parse().ok()).collect()
 }
 
 fn load_average() -> String {
@@ -68,7 +64,8 @@ async fn run(store: Store, concurrency: usize, seconds: u64) -> Outcome {
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
 
     let template = Arc::new(
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/shopify/orders_create.json")).unwrap(),
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/shopify/orders_create.json"))
+            .unwrap(),
     );
     let next = Arc::new(AtomicU64::new(1));
     let measuring = Arc::new(AtomicBool::new(false));
@@ -157,7 +154,8 @@ fn report(engine: &str, concurrency: usize, outcome: &Outcome) {
 }
 
 async fn postgres_store() -> Option<(Store, PgConnectOptions, String)> {
-    let url = std::env::var("TIDINGS_BENCH_POSTGRES_URL").or_else(|_| std::env::var("TIDINGS_TEST_POSTGRES_URL")).ok()?;
+    let url =
+        std::env::var("TIDINGS_BENCH_POSTGRES_URL").or_else(|_| std::env::var("TIDINGS_TEST_POSTGRES_URL")).ok()?;
     let base = PgConnectOptions::from_str(&url).expect("a PostgreSQL URL");
     let schema = format!("bench_webhooks_{}", std::process::id());
     let mut admin = PgConnection::connect_with(&base).await.expect("connect to PostgreSQL");

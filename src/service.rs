@@ -103,12 +103,13 @@ pub async fn run(config: &Config, http: bool) -> anyhow::Result<()> {
 fn http_state(config: &Config, store: Store) -> anyhow::Result<crate::http::AppState> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let secrets = crate::http::Secrets::from_env(env).context("reading the webhook secrets")?;
-    let mut state = crate::http::AppState::new(store, config.state_settings(), env("TIDINGS_API_TOKEN"), Arc::new(Utc::now))
-        .with_secrets(secrets);
+    let mut state =
+        crate::http::AppState::new(store, config.state_settings(), env("TIDINGS_API_TOKEN"), Arc::new(Utc::now))
+            .with_secrets(secrets);
     match env("TIDINGS_LINK_SECRET") {
         Some(secret) => {
-            let signer = crate::links::LinkSigner::new(&config.public_url, secret.as_bytes())
-                .context("TIDINGS_LINK_SECRET")?;
+            let signer =
+                crate::links::LinkSigner::new(&config.public_url, secret.as_bytes()).context("TIDINGS_LINK_SECRET")?;
             state = state.with_links(signer);
         }
         None => tracing::warn!("TIDINGS_LINK_SECRET is not set: unsubscribe, open and click links answer 503"),

@@ -42,7 +42,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
             .expect("the buckets are not empty")
-            .set_buckets_for_metric(Matcher::Full(INGEST_BATCH_REQUESTS.into()), &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0])
+            .set_buckets_for_metric(
+                Matcher::Full(INGEST_BATCH_REQUESTS.into()),
+                &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0],
+            )
             .expect("the buckets are not empty")
             .build_recorder();
         let handle = recorder.handle();

@@ -318,7 +318,11 @@ async fn ingest(state: &AppState, events: Vec<Event>, now: DateTime<Utc>) -> Res
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-async fn post_events(State(state): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     authorize_api(&state, &headers, &body)?;
     let now = (state.now)();
     let events =

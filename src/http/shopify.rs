@@ -29,7 +29,12 @@ use super::shop::{MapError, Mapping, event, id_of, member_properties, object, te
 pub const TOPICS: &[&str] = &["customers/create", "customers/update", "orders/create", "orders/paid", "refunds/create"];
 
 /// What one webhook delivery means; `now` dates what the payload does not.
-pub fn map(topic: &str, webhook_id: &str, payload: &Value, now: chrono::DateTime<chrono::Utc>) -> Result<Mapping, MapError> {
+pub fn map(
+    topic: &str,
+    webhook_id: &str,
+    payload: &Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Mapping, MapError> {
     let body = object(payload)?;
     match topic {
         "customers/create" | "customers/update" => {
@@ -53,7 +58,8 @@ pub fn map(topic: &str, webhook_id: &str, payload: &Value, now: chrono::DateTime
             let Some(customer) = body.get("customer").and_then(Value::as_object) else {
                 return Ok(Mapping::Ignored(format!("order {order} has no customer (a guest checkout)")));
             };
-            let member = id_of(customer.get("id")).ok_or_else(|| MapError("the order's customer has no `id`".into()))?;
+            let member =
+                id_of(customer.get("id")).ok_or_else(|| MapError("the order's customer has no `id`".into()))?;
             let currency = text(body, "currency").ok_or_else(|| MapError("the order has no `currency`".into()))?;
             let total = text(body, "total_price").ok_or_else(|| MapError("the order has no `total_price`".into()))?;
             let total = minor_units(total, currency).map_err(|e| MapError(format!("total_price: {e}")))?;
@@ -100,9 +106,15 @@ pub fn map(topic: &str, webhook_id: &str, payload: &Value, now: chrono::DateTime
 /// The member fields of a Shopify customer object.
 fn customer_profile(customer: &Map<String, Value>, context: &str) -> Map<String, Value> {
     let subscribed = |key: &str| {
-        customer.get(key).and_then(Value::as_object).and_then(|c| c.get("state")).and_then(Value::as_str).map(|s| s == "subscribed")
+        customer
+            .get(key)
+            .and_then(Value::as_object)
+            .and_then(|c| c.get("state"))
+            .and_then(Value::as_str)
+            .map(|s| s == "subscribed")
     };
-    let email_consent = subscribed("email_marketing_consent").or(customer.get("accepts_marketing").and_then(Value::as_bool));
+    let email_consent =
+        subscribed("email_marketing_consent").or(customer.get("accepts_marketing").and_then(Value::as_bool));
     let string = |key: &str| text(customer, key).map(|s| Value::String(s.to_string())).unwrap_or(Value::Null);
     member_properties(
         vec![
@@ -169,7 +181,10 @@ mod tests {
             "sms_marketing_consent": null,
         });
         let [e] = events(map("customers/create", "wh-1", &payload, now()).unwrap()).try_into().unwrap();
-        assert_eq!((e.id.as_str(), e.member_id.as_str(), e.name.as_str()), ("shopify:wh-1", "706405506930370084", "member.created"));
+        assert_eq!(
+            (e.id.as_str(), e.member_id.as_str(), e.name.as_str()),
+            ("shopify:wh-1", "706405506930370084", "member.created")
+        );
         assert_eq!(e.occurred_at, "2026-03-01T15:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap());
         assert_eq!(
             e.properties,
@@ -180,7 +195,8 @@ mod tests {
 
     #[test]
     fn an_invalid_field_is_left_out_and_the_rest_kept() {
-        let payload = json!({ "id": 7, "email": "a@example.com", "phone": "not a phone", "updated_at": "2026-03-01T10:00:00Z" });
+        let payload =
+            json!({ "id": 7, "email": "a@example.com", "phone": "not a phone", "updated_at": "2026-03-01T10:00:00Z" });
         let [e] = events(map("customers/update", "wh-2", &payload, now()).unwrap()).try_into().unwrap();
         assert_eq!(e.name, "member.updated");
         assert_eq!(e.properties, json!({ "email": "a@example.com" }));
@@ -203,7 +219,10 @@ mod tests {
             json!({ "order_id": "820982911946154508", "total": 4500, "currency": "JPY", "source": "shopify", "order_name": "#9999" })
         );
         assert_eq!((created[1].name.as_str(), created[1].id.as_str()), ("member.updated", "shopify:wh-3:customer"));
-        assert_eq!(created[1].properties, json!({ "email": "john@example.com", "first_name": "John", "email_consent": false }));
+        assert_eq!(
+            created[1].properties,
+            json!({ "email": "john@example.com", "first_name": "John", "email_consent": false })
+        );
         for e in &created {
             crate::state::check_event(e).unwrap();
         }
@@ -213,7 +232,9 @@ mod tests {
     fn a_guest_order_and_an_unknown_topic_are_ignored_with_a_reason() {
         let guest = json!({ "id": 1, "currency": "USD", "total_price": "1.00", "customer": null });
         assert!(matches!(map("orders/create", "wh", &guest, now()), Ok(Mapping::Ignored(r)) if r.contains("guest")));
-        assert!(matches!(map("products/update", "wh", &json!({}), now()), Ok(Mapping::Ignored(r)) if r.contains("products/update")));
+        assert!(
+            matches!(map("products/update", "wh", &json!({}), now()), Ok(Mapping::Ignored(r)) if r.contains("products/update"))
+        );
     }
 
     #[test]
@@ -226,10 +247,15 @@ mod tests {
                 { "kind": "refund", "status": "success", "amount": "1.00", "currency": "USD" },
             ],
         });
-        let Mapping::ForOrder { order_id, events } = map("refunds/create", "wh-5", &payload, now()).unwrap() else { panic!() };
+        let Mapping::ForOrder { order_id, events } = map("refunds/create", "wh-5", &payload, now()).unwrap() else {
+            panic!()
+        };
         assert_eq!(order_id, "450789469");
         assert_eq!(events[0].id, "shopify:refund:509562969");
-        assert_eq!(events[0].properties, json!({ "order_id": "450789469", "amount": 4294, "currency": "USD", "source": "shopify" }));
+        assert_eq!(
+            events[0].properties,
+            json!({ "order_id": "450789469", "amount": 4294, "currency": "USD", "source": "shopify" })
+        );
     }
 
     #[test]

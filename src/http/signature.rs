@@ -67,9 +67,10 @@ pub fn sign_body_hmac(secret: &[u8], body: &[u8]) -> String {
 /// The key of a `whsec_…` secret.
 pub fn standard_webhooks_key(secret: &str) -> Result<Vec<u8>, SignatureError> {
     let key = secret.trim().strip_prefix("whsec_").ok_or(SignatureError::BadSecret)?;
-    STANDARD.decode(key).map_err(|_| SignatureError::BadSecret).and_then(|k| {
-        if k.is_empty() { Err(SignatureError::BadSecret) } else { Ok(k) }
-    })
+    STANDARD
+        .decode(key)
+        .map_err(|_| SignatureError::BadSecret)
+        .and_then(|k| if k.is_empty() { Err(SignatureError::BadSecret) } else { Ok(k) })
 }
 
 /// The three Standard Webhooks headers of a request.
@@ -180,17 +181,29 @@ mod tests {
         let good = StandardHeaders { id: Some(SPEC_ID), timestamp: Some(&ts), signature: Some(SPEC_SIGNATURE) };
         let check = |h: StandardHeaders<'_>, body: &[u8], now| verify_standard(&key, h, body, now);
         assert_eq!(check(good, br#"{"test": 2432232315}"#, spec_now()), Err(SignatureError::Mismatch));
-        assert_eq!(check(StandardHeaders { id: Some("msg_other"), ..good }, SPEC_BODY, spec_now()), Err(SignatureError::Mismatch));
+        assert_eq!(
+            check(StandardHeaders { id: Some("msg_other"), ..good }, SPEC_BODY, spec_now()),
+            Err(SignatureError::Mismatch)
+        );
         let later = (SPEC_TIMESTAMP + 1).to_string();
         let now = spec_now();
-        assert_eq!(check(StandardHeaders { timestamp: Some(&later), ..good }, SPEC_BODY, now), Err(SignatureError::Mismatch));
+        assert_eq!(
+            check(StandardHeaders { timestamp: Some(&later), ..good }, SPEC_BODY, now),
+            Err(SignatureError::Mismatch)
+        );
         let at = |s: i64| DateTime::from_timestamp(SPEC_TIMESTAMP + s, 0).unwrap();
         assert_eq!(check(good, SPEC_BODY, at(300)), Ok(()));
         assert_eq!(check(good, SPEC_BODY, at(-300)), Ok(()));
         assert_eq!(check(good, SPEC_BODY, at(301)), Err(SignatureError::Stale));
         assert_eq!(check(good, SPEC_BODY, at(-301)), Err(SignatureError::Stale), "from the future");
-        assert_eq!(check(StandardHeaders { timestamp: Some("soon"), ..good }, SPEC_BODY, now), Err(SignatureError::BadTimestamp));
-        assert_eq!(check(StandardHeaders { id: None, ..good }, SPEC_BODY, now), Err(SignatureError::Missing("webhook-id")));
+        assert_eq!(
+            check(StandardHeaders { timestamp: Some("soon"), ..good }, SPEC_BODY, now),
+            Err(SignatureError::BadTimestamp)
+        );
+        assert_eq!(
+            check(StandardHeaders { id: None, ..good }, SPEC_BODY, now),
+            Err(SignatureError::Missing("webhook-id"))
+        );
         let other = standard_webhooks_key("whsec_c2Vjb25kIGtleQ==").unwrap();
         assert_eq!(verify_standard(&other, good, SPEC_BODY, now), Err(SignatureError::Mismatch));
     }

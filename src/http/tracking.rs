@@ -52,7 +52,13 @@ fn claims(state: &AppState, token: &str, kind: LinkKind) -> Result<LinkClaims, A
     Ok(claims)
 }
 
-fn event(id: String, claims: &LinkClaims, name: &str, now: chrono::DateTime<chrono::Utc>, properties: serde_json::Value) -> Event {
+fn event(
+    id: String,
+    claims: &LinkClaims,
+    name: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    properties: serde_json::Value,
+) -> Event {
     Event { id, member_id: claims.member_id.clone(), name: name.to_string(), occurred_at: now, properties }
 }
 
@@ -84,7 +90,10 @@ pub(super) async fn unsubscribe_page(
     Ok(no_store(Html(page).into_response()))
 }
 
-pub(super) async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn unsubscribe(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
     let claims = claims(&state, &token, LinkKind::Unsubscribe)?;
     if claims.channel == Channel::Webhook {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "webhook deliveries have nothing to unsubscribe from"));

@@ -9,10 +9,10 @@
 //! every non-2xx (Shopify for 48 hours, then removes the subscription), and a topic we
 //! ignore will not become useful by being retried.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Value, json};
 
 use super::shop::Mapping;
@@ -30,7 +30,8 @@ fn required<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, A
 }
 
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))
 }
 
 pub(super) async fn shopify(
@@ -38,7 +39,12 @@ pub(super) async fn shopify(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let secret = state.secrets.shopify.as_deref().ok_or(SignatureError::NoSecret("TIDINGS_SHOPIFY_SECRET")).map_err(unauthorized)?;
+    let secret = state
+        .secrets
+        .shopify
+        .as_deref()
+        .ok_or(SignatureError::NoSecret("TIDINGS_SHOPIFY_SECRET"))
+        .map_err(unauthorized)?;
     verify_body_hmac(secret, &body, header_str(&headers, "x-shopify-hmac-sha256"), "X-Shopify-Hmac-Sha256")
         .map_err(unauthorized)?;
     let topic = required(&headers, "x-shopify-topic")?;
@@ -112,5 +118,6 @@ async fn store(
     }
     let written = state.ingest.submit(events, now).await?;
     crate::telemetry::record_ingested(source, written.inserted, written.duplicates);
-    Ok((StatusCode::OK, Json(json!({ "accepted": written.inserted, "duplicates": written.duplicates }))).into_response())
+    Ok((StatusCode::OK, Json(json!({ "accepted": written.inserted, "duplicates": written.duplicates })))
+        .into_response())
 }

@@ -84,7 +84,13 @@ pub fn map(
                     "order_id": order, "total": total, "currency": currency.to_ascii_uppercase(),
                     "source": "woocommerce", "status": status,
                 });
-                events.push(event(format!("woocommerce:order:{order}"), &member, "order.placed", placed_at, properties));
+                events.push(event(
+                    format!("woocommerce:order:{order}"),
+                    &member,
+                    "order.placed",
+                    placed_at,
+                    properties,
+                ));
             }
             let modified = time(body, "date_modified_gmt")?.unwrap_or(now);
             for refund in body.get("refunds").and_then(Value::as_array).into_iter().flatten() {
@@ -160,7 +166,10 @@ mod tests {
         assert_eq!(placed[0].properties["total"], json!(2935));
         payload["refunds"] = json!([{ "id": 730, "reason": "", "total": "-10.00" }]);
         let updated = events(map("order.updated", "d-3", &payload, now()).unwrap());
-        assert_eq!(updated.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["woocommerce:order:727", "woocommerce:refund:730"]);
+        assert_eq!(
+            updated.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["woocommerce:order:727", "woocommerce:refund:730"]
+        );
         assert_eq!(updated[1].properties, json!({ "order_id": "727", "amount": 1000, "source": "woocommerce" }));
         payload["status"] = json!("refunded");
         let refunded = events(map("order.updated", "d-4", &payload, now()).unwrap());

@@ -232,7 +232,11 @@ impl Store {
         sql.push("SELECT member_id, channel, address FROM deliveries WHERE id = ").bind(Arg::Int(Some(id)));
         Ok(self
             .fetch(sql, |r| {
-                Ok((r.text("member_id")?.unwrap_or_default(), r.text("channel")?.unwrap_or_default(), r.text("address")?))
+                Ok((
+                    r.text("member_id")?.unwrap_or_default(),
+                    r.text("channel")?.unwrap_or_default(),
+                    r.text("address")?,
+                ))
             })
             .await?
             .pop())
@@ -246,10 +250,8 @@ impl Store {
             "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND next_attempt_at <= {at}) AS deliveries, \
              (SELECT COUNT(*) FROM runs WHERE status IN ('active', 'waiting') AND due_at <= {at}) AS runs"
         ));
-        let counts = self
-            .fetch(sql, |r| Ok((r.int("deliveries")?.unwrap_or(0), r.int("runs")?.unwrap_or(0))))
-            .await?
-            .pop();
+        let counts =
+            self.fetch(sql, |r| Ok((r.int("deliveries")?.unwrap_or(0), r.int("runs")?.unwrap_or(0)))).await?.pop();
         Ok(counts.unwrap_or((0, 0)))
     }
 
