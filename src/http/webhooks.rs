@@ -53,7 +53,7 @@ pub(super) async fn shopify(
     let now = (state.now)();
     let mapping = super::shopify::map(topic, webhook_id, &payload, now)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{topic}: {e}")))?;
-    store(&state, "shopify", topic, webhook_id, mapping, now).await
+    store_mapping(&state, "shopify", topic, webhook_id, mapping, now).await
 }
 
 pub(super) async fn woocommerce(
@@ -83,11 +83,11 @@ pub(super) async fn woocommerce(
     let now = (state.now)();
     let mapping = super::woocommerce::map(topic, delivery_id, &payload, now)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{topic}: {e}")))?;
-    store(&state, "woocommerce", topic, delivery_id, mapping, now).await
+    store_mapping(&state, "woocommerce", topic, delivery_id, mapping, now).await
 }
 
 /// Stores what a delivery maps to; answers 200 with the counts, or what was ignored.
-async fn store(
+async fn store_mapping(
     state: &AppState,
     source: &'static str,
     topic: &str,
