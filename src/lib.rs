@@ -33,5 +33,6 @@ pub mod source;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod telemetry;
 pub mod template;
 pub mod timing;

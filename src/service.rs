@@ -11,6 +11,7 @@ use crate::channels::Channels;
 use crate::config::Config;
 use crate::diagnostic::Severity;
 use crate::engine::{self, Engine, Registry};
+use crate::links::LinkSigner;
 use crate::project::{Project, Sources};
 use crate::store::Store;
 
@@ -30,13 +31,11 @@ pub fn load_project(config: &Config) -> anyhow::Result<Project> {
     Ok(project)
 }
 
-/// Builds the engine the config describes.
-pub async fn engine(config: &Config, store: Store, channels: Channels) -> anyhow::Result<Engine> {
+/// Builds the engine the config describes; `links` signs the links in its messages.
+pub async fn engine(config: &Config, store: Store, channels: Channels, links: LinkSigner) -> anyhow::Result<Engine> {
     let project = load_project(config)?;
     let registry = Registry::load(project, &store, config.timezone(), Utc::now()).await?;
     let policies = engine::policies(config).map_err(anyhow::Error::msg)?;
-    let links = crate::links::LinkSigner::from_env(&config.public_url, |name| std::env::var(name).ok())
-        .context("TIDINGS_LINK_SECRET")?;
     let options = engine::Options::from_config(config, links);
     Ok(Engine::new(store, registry, policies, config.state_settings(), channels, options))
 }
@@ -45,16 +44,14 @@ pub async fn engine(config: &Config, store: Store, channels: Channels) -> anyhow
 pub async fn run(config: &Config, http: bool) -> anyhow::Result<()> {
     let store = Store::open(&config.database_url).await.with_context(|| format!("opening {}", config.database_url))?;
     let channels = Channels::from_config(config, |name| std::env::var(name).ok()).context("configuring channels")?;
-    let engine = Arc::new(engine(config, store.clone(), channels).await?);
+    // One signer for the messages and the routes that answer their links.
+    let links =
+        LinkSigner::from_env(&config.public_url, |name| std::env::var(name).ok()).context(crate::links::SECRET_VAR)?;
+    let engine = Arc::new(engine(config, store.clone(), channels, links.clone()).await?);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
 
     let server = if http {
-        let state = crate::http::AppState {
-            store: store.clone(),
-            settings: Arc::new(config.state_settings()),
-            api_token: std::env::var("TIDINGS_API_TOKEN").ok().filter(|t| !t.is_empty()),
-            now: Arc::new(Utc::now),
-        };
+        let state = http_state(config, store.clone(), links)?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
@@ -103,6 +100,16 @@ pub async fn run(config: &Config, http: bool) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The HTTP routes' state: secrets from the environment only, and the engine's link
+/// signer (see [`LinkSigner::from_env`] for what happens without `TIDINGS_LINK_SECRET`).
+fn http_state(config: &Config, store: Store, links: LinkSigner) -> anyhow::Result<crate::http::AppState> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let secrets = crate::http::Secrets::from_env(env).context("reading the webhook secrets")?;
+    Ok(crate::http::AppState::new(store, config.state_settings(), env("TIDINGS_API_TOKEN"), Arc::new(Utc::now))
+        .with_secrets(secrets)
+        .with_links(links))
 }
 
 /// Waits for SIGTERM or ctrl-c; reloads the journeys on SIGHUP.

@@ -95,7 +95,9 @@ impl Engine {
         let group = self.options.send_concurrency.max(1);
         let mut finished = futures_util::stream::iter(ready)
             .map(|(d, out)| async move {
+                let started = std::time::Instant::now();
                 let result = channels.send(&out).await;
+                crate::telemetry::record_send_result(out.channel, &result, started.elapsed());
                 (d, out, result)
             })
             .buffer_unordered(group)

@@ -247,6 +247,35 @@ impl Store {
         Ok(())
     }
 
+    /// The member, channel and address of a delivery (for the unsubscribe link).
+    pub async fn delivery_address(&self, id: i64) -> Result<Option<(String, String, Option<String>)>, StoreError> {
+        let mut sql = self.sql();
+        sql.push("SELECT member_id, channel, address FROM deliveries WHERE id = ").bind(Arg::Int(Some(id)));
+        Ok(self
+            .fetch(sql, |r| {
+                Ok((
+                    r.text("member_id")?.unwrap_or_default(),
+                    r.text("channel")?.unwrap_or_default(),
+                    r.text("address")?,
+                ))
+            })
+            .await?
+            .pop())
+    }
+
+    /// Work waiting at `now`: (deliveries due to be sent, runs due to advance), for metrics.
+    pub async fn due_work(&self, now: DateTime<Utc>) -> Result<(i64, i64), StoreError> {
+        let mut sql = self.sql();
+        let at = sql.arg(Arg::Timestamp(Some(now)));
+        sql.push(&format!(
+            "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND next_attempt_at <= {at}) AS deliveries, \
+             (SELECT COUNT(*) FROM runs WHERE status IN ('active', 'waiting') AND due_at <= {at}) AS runs"
+        ));
+        let counts =
+            self.fetch(sql, |r| Ok((r.int("deliveries")?.unwrap_or(0), r.int("runs")?.unwrap_or(0)))).await?.pop();
+        Ok(counts.unwrap_or((0, 0)))
+    }
+
     /// Which of these (channel, address) pairs are suppressed.
     pub async fn suppressed(&self, addresses: &[(String, String)]) -> Result<HashSet<(String, String)>, StoreError> {
         let mut out = HashSet::new();

@@ -44,7 +44,7 @@ impl Store {
         now: DateTime<Utc>,
         settings: &Settings,
     ) -> Result<EventsWritten, StoreError> {
-        self.store_events(events, now, settings, false).await
+        Ok(self.store_events(events, now, settings, false).await?.0)
     }
 
     /// [`Store::append_events`] for events that happen now (the API, webhooks, the
@@ -56,7 +56,32 @@ impl Store {
         now: DateTime<Utc>,
         settings: &Settings,
     ) -> Result<EventsWritten, StoreError> {
+        Ok(self.store_events(events, now, settings, true).await?.0)
+    }
+
+    /// [`Store::ingest_events`], also naming the events that were new: the HTTP ingest
+    /// writer stores many requests in one transaction and answers each with its own counts.
+    pub async fn ingest_events_reporting(
+        &self,
+        events: &[Event],
+        now: DateTime<Utc>,
+        settings: &Settings,
+    ) -> Result<(EventsWritten, HashSet<String>), StoreError> {
         self.store_events(events, now, settings, true).await
+    }
+
+    /// The member who placed an order (`properties.order_id` of an `order.placed`), for
+    /// webhooks that name only the order (Shopify's refunds).
+    pub async fn member_of_order(&self, order_id: &str) -> Result<Option<String>, StoreError> {
+        let mut sql = self.sql();
+        let key = match sql.dialect() {
+            crate::condition::Dialect::Sqlite => "CAST(json_extract(properties, '$.order_id') AS TEXT)",
+            crate::condition::Dialect::Postgres => "(properties->>'order_id')",
+        };
+        sql.push(&format!("SELECT member_id FROM events WHERE name = 'order.placed' AND {key} = "))
+            .bind(Arg::text(order_id))
+            .push(" LIMIT 1");
+        Ok(self.fetch(sql, |r| Ok(r.text("member_id")?.unwrap_or_default())).await?.pop())
     }
 
     async fn store_events(
@@ -65,7 +90,7 @@ impl Store {
         now: DateTime<Utc>,
         settings: &Settings,
         live: bool,
-    ) -> Result<EventsWritten, StoreError> {
+    ) -> Result<(EventsWritten, HashSet<String>), StoreError> {
         let mut seen = HashSet::with_capacity(events.len());
         let unique: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id.as_str())).collect();
         let mut written = EventsWritten { duplicates: (events.len() - unique.len()) as u64, ..Default::default() };
@@ -141,7 +166,7 @@ impl Store {
         }
         written.stale = stale.iter().filter(|id| inserted.contains(*id)).count() as u64;
         tx.commit().await?;
-        Ok(written)
+        Ok((written, inserted))
     }
 
     /// A member's most recent events, newest first.

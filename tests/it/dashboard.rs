@@ -17,12 +17,7 @@ const TOKEN: &str = "s3cret-token";
 
 /// Serves the HTTP routes on a free port; returns the base URL.
 async fn spawn_app(store: Store) -> String {
-    let state = AppState {
-        store,
-        settings: Arc::new(tidings::state::Settings::default()),
-        api_token: Some(TOKEN.into()),
-        now: Arc::new(Utc::now),
-    };
+    let state = AppState::new(store, tidings::state::Settings::default(), Some(TOKEN.into()), Arc::new(Utc::now));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });

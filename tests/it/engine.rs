@@ -13,7 +13,7 @@ use tidings::project::{Project, Sources};
 use crate::engines::on_both_engines;
 use crate::shop::{Shop, at, event, joined, load_engine, signed_links, write};
 
-const WELCOME: &str = r#"id: welcome
+pub(crate) const WELCOME: &str = r#"id: welcome
 name: Welcome
 trigger: { event: member.created }
 audience: email_consent

@@ -6,6 +6,8 @@ mod dashboard;
 mod engine;
 mod engines;
 mod http;
+mod http_links;
+mod http_webhooks;
 mod import;
 mod journeys;
 mod links;
