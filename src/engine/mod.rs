@@ -19,6 +19,7 @@ mod dispatch;
 mod inbox;
 pub mod registry;
 mod triggers;
+pub mod wake;
 
 use std::collections::HashMap;
 use std::sync::Arc;

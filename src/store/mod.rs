@@ -26,7 +26,9 @@ pub mod history;
 pub mod inbox;
 pub mod members;
 pub mod runs;
+pub mod timeline;
 pub mod versions;
+pub mod wake;
 
 use std::str::FromStr;
 use std::time::Duration;

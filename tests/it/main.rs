@@ -7,6 +7,8 @@ mod engines;
 mod http;
 mod import;
 mod links;
+mod preview;
+mod simulate;
 mod store;
 mod support;
 mod templates;

@@ -1,0 +1,133 @@
+//! When the engine next has something to do: the earliest of a run coming due, a delivery
+//! to (re)try, a schedule firing and a date trigger's member-local firing time. `serve`
+//! polls; `simulate` jumps its virtual clock straight to this instant, so a year with
+//! nothing happening between two firings costs two ticks, not half a million.
+//!
+//! Events are not here: they arrive from outside (the API, or a simulation's fixtures).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Days, NaiveTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+
+use super::{Engine, EngineError};
+use crate::duration::Duration;
+use crate::journey::{Journey, Trigger};
+use crate::timing::{local_instant, member_timezone};
+
+impl Engine {
+    /// The earliest instant strictly after `now` at which a tick can do something that
+    /// is not caused by a new event. None when nothing is scheduled at all.
+    pub async fn next_wake(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, EngineError> {
+        let mut next = self.store.next_due_after(now).await?;
+        let journeys: Vec<Arc<Journey>> = self.registry.lock().await.current().cloned().collect();
+        let mut zones: Option<Vec<Tz>> = None;
+        for journey in journeys {
+            let candidate = match &journey.trigger {
+                Trigger::Event { .. } => None,
+                Trigger::Schedule { cron, timezone } => cron.next_after(now, *timezone),
+                Trigger::Date { at, offset, .. } => {
+                    if zones.is_none() {
+                        zones = Some(self.member_zones().await?);
+                    }
+                    next_date_boundary(*at, *offset, zones.as_deref().unwrap_or_default(), now)
+                }
+            };
+            if let Some(at) = candidate {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        Ok(next)
+    }
+
+    /// The time zones members' local times are read in (their own, or the default).
+    async fn member_zones(&self) -> Result<Vec<Tz>, EngineError> {
+        let mut zones: Vec<Tz> = self
+            .store
+            .member_timezones()
+            .await?
+            .iter()
+            .map(|tz| member_timezone(tz.as_deref(), self.policies.default_timezone))
+            .collect();
+        zones.sort_by_key(|tz| tz.name());
+        zones.dedup();
+        Ok(zones)
+    }
+}
+
+/// The first instant strictly after `now` at which a date trigger firing at member-local
+/// `at` with `offset` can fire for a member in one of `zones`: whole days of the offset
+/// move the calendar date and so never change the time of day; the rest moves the instant
+/// (as [`crate::timing::date_firings`] computes a firing). Every firing of every member is
+/// one of these instants, so a scan there never misses or delays one.
+pub fn next_date_boundary(at: NaiveTime, offset: Duration, zones: &[Tz], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let rest = TimeDelta::seconds(offset.as_secs() % 86_400);
+    zones
+        .iter()
+        .filter_map(|tz| {
+            let today = now.with_timezone(tz).date_naive();
+            let start = today.checked_sub_days(Days::new(2))?;
+            (0..6)
+                .filter_map(|d| start.checked_add_days(Days::new(d)))
+                .filter_map(|date| local_instant(date, at, *tz).checked_add_signed(rest))
+                .find(|instant| *instant > now)
+        })
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn nine() -> NaiveTime {
+        NaiveTime::from_hms_opt(9, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn the_next_boundary_is_the_earliest_local_time_across_zones() {
+        let zones = [chrono_tz::Asia::Shanghai, chrono_tz::Europe::London];
+        // 02:00 UTC: 10:00 in Shanghai (09:00 passed), 02:00 in London (09:00 UTC to come).
+        assert_eq!(
+            next_date_boundary(nine(), Duration::from_days(0), &zones, at("2027-01-10T02:00:00Z")),
+            Some(at("2027-01-10T09:00:00Z"))
+        );
+        // Right at a boundary, the next one.
+        assert_eq!(
+            next_date_boundary(nine(), Duration::from_days(0), &zones, at("2027-01-10T09:00:00Z")),
+            Some(at("2027-01-11T01:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn boundaries_follow_daylight_saving_time() {
+        let ny = [chrono_tz::America::New_York];
+        // 14 March 2027: clocks go forward; 09:00 EDT is 13:00 UTC (the day before, 14:00).
+        assert_eq!(
+            next_date_boundary(nine(), Duration::from_days(0), &ny, at("2027-03-13T15:00:00Z")),
+            Some(at("2027-03-14T13:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn whole_day_offsets_keep_the_time_of_day_and_the_rest_moves_it() {
+        let sh = [chrono_tz::Asia::Shanghai];
+        let now = at("2027-01-10T00:00:00Z");
+        assert_eq!(
+            next_date_boundary(nine(), Duration::parse("-7d").unwrap(), &sh, now),
+            Some(at("2027-01-10T01:00:00Z"))
+        );
+        assert_eq!(
+            next_date_boundary(nine(), Duration::parse("-1d12h").unwrap(), &sh, now),
+            Some(at("2027-01-10T13:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn no_zones_no_boundary() {
+        assert_eq!(next_date_boundary(nine(), Duration::from_days(0), &[], at("2027-01-10T00:00:00Z")), None);
+    }
+}
