@@ -25,7 +25,6 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
-use serde_json::json;
 
 use crate::channels::{Channels, Outgoing, Receipt, SendError, Sender};
 use crate::config::Config;
@@ -72,21 +71,24 @@ pub struct Line {
 }
 
 impl Line {
-    /// The line as one JSON object (`simulate --format json`).
-    pub fn to_json(&self) -> serde_json::Value {
-        json!({
-            "at": self.at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            "member": self.member,
-            "journey": self.journey,
-            "step": self.step,
-            "action": self.action,
-            "channel": self.channel,
-            "template": self.template,
-            "variant": self.variant,
-            "reason": self.reason,
-            "subject": self.subject,
-            "body": self.body,
-        })
+    /// The line as one JSON object (`simulate --format json`), keys in DESIGN §5's order.
+    pub fn to_json(&self) -> String {
+        let text = |v: &Option<String>| v.as_deref().map_or(serde_json::Value::Null, |s| s.into());
+        let fields: [(&str, serde_json::Value); 11] = [
+            ("at", self.at.to_rfc3339_opts(SecondsFormat::Secs, true).into()),
+            ("member", self.member.as_str().into()),
+            ("journey", self.journey.as_str().into()),
+            ("step", text(&self.step)),
+            ("action", self.action.as_str().into()),
+            ("channel", text(&self.channel)),
+            ("template", text(&self.template)),
+            ("variant", text(&self.variant)),
+            ("reason", text(&self.reason)),
+            ("subject", text(&self.subject)),
+            ("body", text(&self.body)),
+        ];
+        let pairs: Vec<String> = fields.iter().map(|(key, value)| format!("\"{key}\":{value}")).collect();
+        format!("{{{}}}", pairs.join(","))
     }
 
     /// The instant in the member's time zone, e.g. `2027-03-14 09:00 EDT`.
@@ -244,16 +246,29 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
 
     let mut now = from;
     let mut next_event = 0;
+    let mut zones = engine.member_zones().await?;
     let mut wakes = 0;
     loop {
         wakes += 1;
         let due = live[next_event..].partition_point(|e| e.occurred_at <= now);
+        let t0 = std::time::Instant::now();
         if due > 0 {
-            store.ingest_events(&live[next_event..next_event + due], now, &settings).await?;
+            let batch = &live[next_event..next_event + due];
+            store.ingest_events(batch, now, &settings).await?;
             next_event += due;
+            // Only a member's own fields (a new member, a move) change the zones.
+            if batch.iter().any(|e| e.name.starts_with("member.")) {
+                zones = engine.member_zones().await?;
+            }
         }
-        engine.settle(now).await?;
-        let mut next = engine.next_wake(now).await?;
+        let t1 = std::time::Instant::now();
+        let tick = engine.settle_at(now).await?;
+        let t2 = std::time::Instant::now();
+        let mut next = engine.next_wake(now, &zones).await?;
+        let t3 = std::time::Instant::now();
+        if std::env::var_os("TIDINGS_SIM_PROFILE").is_some() {
+            eprintln!("{now} ingest {:?} settle {:?} wake {:?} {tick:?}", t1 - t0, t2 - t1, t3 - t2);
+        }
         if let Some(event) = live.get(next_event) {
             next = Some(next.map_or(event.occurred_at, |n| n.min(event.occurred_at)));
         }
@@ -264,7 +279,7 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
     }
 
     let mut timeline = timeline(&store, &recorder, &policies).await?;
-    timeline.members = summary.inserted + summary.updated;
+    timeline.members = store.member_count().await? as u64;
     timeline.events = events.len();
     timeline.wakes = wakes;
     Ok(timeline)
@@ -322,6 +337,9 @@ async fn timeline(
         }
         out.lines.push(line);
     }
+    // Members handled at the same instant come in the order the engine's batches met them:
+    // order those by member and journey (stable, so each run's own lines keep their order).
+    out.lines.sort_by(|a, b| (a.at, &a.member, &a.journey).cmp(&(b.at, &b.member, &b.journey)));
     Ok(out)
 }
 

@@ -17,21 +17,16 @@ use crate::timing::{local_instant, member_timezone};
 
 impl Engine {
     /// The earliest instant strictly after `now` at which a tick can do something that
-    /// is not caused by a new event. None when nothing is scheduled at all.
-    pub async fn next_wake(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, EngineError> {
+    /// is not caused by a new event, for members living in `zones` ([`Engine::member_zones`],
+    /// which only an import or a `member.*` event changes). None when nothing is scheduled.
+    pub async fn next_wake(&self, now: DateTime<Utc>, zones: &[Tz]) -> Result<Option<DateTime<Utc>>, EngineError> {
         let mut next = self.store.next_due_after(now).await?;
         let journeys: Vec<Arc<Journey>> = self.registry.lock().await.current().cloned().collect();
-        let mut zones: Option<Vec<Tz>> = None;
         for journey in journeys {
             let candidate = match &journey.trigger {
                 Trigger::Event { .. } => None,
                 Trigger::Schedule { cron, timezone } => cron.next_after(now, *timezone),
-                Trigger::Date { at, offset, .. } => {
-                    if zones.is_none() {
-                        zones = Some(self.member_zones().await?);
-                    }
-                    next_date_boundary(*at, *offset, zones.as_deref().unwrap_or_default(), now)
-                }
+                Trigger::Date { at, offset, .. } => next_date_boundary(*at, *offset, zones, now),
             };
             if let Some(at) = candidate {
                 next = Some(next.map_or(at, |n| n.min(at)));
@@ -40,14 +35,36 @@ impl Engine {
         Ok(next)
     }
 
-    /// The time zones members' local times are read in (their own, or the default).
-    async fn member_zones(&self) -> Result<Vec<Tz>, EngineError> {
+    /// Ticks at `now` until nothing is left to do at that instant, and returns what the
+    /// ticks did. [`Engine::settle`] does the same but proves that it is done with one more
+    /// whole tick; this asks the store instead ([`crate::store::Store::work_due_at`]: three
+    /// index reads). A tick looks for trigger firings up to `now` and moves its cursors
+    /// there, so a second tick at the same instant never finds one: nothing is lost.
+    pub async fn settle_at(&self, now: DateTime<Utc>) -> Result<super::Tick, EngineError> {
+        let mut total = super::Tick::default();
+        for _ in 0..100 {
+            let tick = self.tick(now).await?;
+            total.events += tick.events;
+            total.enrolled += tick.enrolled;
+            total.advanced += tick.advanced;
+            total.sent += tick.sent;
+            if !self.store.work_due_at(now).await? {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// The time zones members' local times are read in: their own, and the default (for
+    /// members without one, including those an event creates later).
+    pub async fn member_zones(&self) -> Result<Vec<Tz>, EngineError> {
         let mut zones: Vec<Tz> = self
             .store
             .member_timezones()
             .await?
             .iter()
             .map(|tz| member_timezone(tz.as_deref(), self.policies.default_timezone))
+            .chain([self.policies.default_timezone])
             .collect();
         zones.sort_by_key(|tz| tz.name());
         zones.dedup();

@@ -34,3 +34,21 @@ impl Store {
         self.fetch(sql, |r| r.text("timezone")).await
     }
 }
+
+impl Store {
+    /// Whether a tick at `now` has anything to do besides looking for trigger firings: an
+    /// event in the inbox, a run due and not claimed, a delivery due (or one whose sender's
+    /// claim ran out).
+    pub async fn work_due_at(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut sql = self.sql();
+        let at = sql.arg(Arg::Timestamp(Some(now)));
+        sql.push(&format!(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM inbox) \
+             OR EXISTS (SELECT 1 FROM runs WHERE status IN ('active', 'waiting') AND due_at <= {at} \
+                AND (claimed_until IS NULL OR claimed_until <= {at})) \
+             OR EXISTS (SELECT 1 FROM deliveries WHERE status = 'pending' AND next_attempt_at <= {at}) \
+             OR EXISTS (SELECT 1 FROM deliveries WHERE status = 'sending' AND claimed_until <= {at}) THEN 1 ELSE 0 END AS due"
+        ));
+        Ok(self.fetch(sql, |r| r.int("due")).await?.pop().flatten().unwrap_or(0) == 1)
+    }
+}
