@@ -245,13 +245,13 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
     let engine = Engine::new(store.clone(), registry, policies.clone(), settings.clone(), recorder.channels(), engine_options);
 
     let mut now = from;
+    let mut last = from - chrono::Duration::seconds(1);
     let mut next_event = 0;
     let mut zones = engine.member_zones().await?;
     let mut wakes = 0;
     loop {
         wakes += 1;
         let due = live[next_event..].partition_point(|e| e.occurred_at <= now);
-        let t0 = std::time::Instant::now();
         if due > 0 {
             let batch = &live[next_event..next_event + due];
             store.ingest_events(batch, now, &settings).await?;
@@ -261,19 +261,14 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
                 zones = engine.member_zones().await?;
             }
         }
-        let t1 = std::time::Instant::now();
-        let tick = engine.settle_at(now).await?;
-        let t2 = std::time::Instant::now();
+        let triggers = engine.next_trigger(last, &zones).await.is_some_and(|at| at <= now);
+        engine.settle_jump(now, triggers).await?;
         let mut next = engine.next_wake(now, &zones).await?;
-        let t3 = std::time::Instant::now();
-        if std::env::var_os("TIDINGS_SIM_PROFILE").is_some() {
-            eprintln!("{now} ingest {:?} settle {:?} wake {:?} {tick:?}", t1 - t0, t2 - t1, t3 - t2);
-        }
         if let Some(event) = live.get(next_event) {
             next = Some(next.map_or(event.occurred_at, |n| n.min(event.occurred_at)));
         }
         match next {
-            Some(at) if at <= until => now = at,
+            Some(at) if at <= until => (last, now) = (now, at),
             _ => break,
         }
     }
@@ -429,10 +424,11 @@ impl Timeline {
                 m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
             }
         };
+        let plural = |n: usize, word: &str| if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") };
         let mut out = format!(
-            "{} members, {} events: {entered} entered, {} sent ({}), {} skipped ({}), {exits} exited, {goals} reached the goal\n",
-            self.members,
-            self.events,
+            "{}, {}: {entered} entered, {} sent ({}), {} skipped ({}), {exits} exited, {goals} reached the goal\n",
+            plural(self.members as usize, "member"),
+            plural(self.events, "event"),
             sends.values().sum::<usize>(),
             list(&sends),
             skips.values().sum::<usize>(),

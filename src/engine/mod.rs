@@ -156,8 +156,16 @@ impl Engine {
 
     /// One pass over everything due at `now`.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<Tick, EngineError> {
+        self.tick_with(now, true).await
+    }
+
+    /// [`Engine::tick`], looking for trigger firings only when `triggers` (a caller that
+    /// knows none can be due skips the scans: `simulate`, see [`wake`]).
+    pub(crate) async fn tick_with(&self, now: DateTime<Utc>, triggers: bool) -> Result<Tick, EngineError> {
         let mut tick = Tick { events: self.process_inbox(now).await?, ..Tick::default() };
-        tick.enrolled = self.fire_triggers(now).await?;
+        if triggers {
+            tick.enrolled = self.fire_triggers(now).await?;
+        }
         loop {
             let advanced = self.advance_due(now).await?;
             tick.advanced += advanced;
