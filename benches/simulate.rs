@@ -154,6 +154,12 @@ fn main() {
     );
     print!("{}", timeline.summary());
     for line in timeline.lines.iter().filter(|l| l.reason.as_deref().is_some_and(|r| r.starts_with("failed"))).take(5) {
-        println!("  e.g. {} {}/{}: {}", line.member, line.journey, line.step.as_deref().unwrap_or("-"), line.reason.as_deref().unwrap_or(""));
+        println!(
+            "  e.g. {} {}/{}: {}",
+            line.member,
+            line.journey,
+            line.step.as_deref().unwrap_or("-"),
+            line.reason.as_deref().unwrap_or("")
+        );
     }
 }

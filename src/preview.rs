@@ -461,7 +461,9 @@ pub async fn run(config: &Config, request: &Request) -> anyhow::Result<ExitCode>
         Ok(preview) => preview,
         Err(e) => {
             eprintln!("error: {e}");
-            if matches!(e, PreviewError::Render(_)) && event.is_none() && matches!(journey.trigger, Trigger::Event { .. })
+            if matches!(e, PreviewError::Render(_))
+                && event.is_none()
+                && matches!(journey.trigger, Trigger::Event { .. })
             {
                 eprintln!("hint: this journey starts on an event; pass one with --event FILE for `event.*` values");
             }

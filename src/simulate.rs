@@ -129,16 +129,19 @@ impl From<ImportError> for SimulateError {
     }
 }
 
+/// What the recorder keeps of a message: the subject or title, and the text.
+type Kept = (Option<String>, Option<String>);
+
 /// A sender for every channel that keeps what it was given instead of sending it.
 #[derive(Debug, Clone, Default)]
 pub struct Recorder {
     /// Delivery id → (subject or title, text).
-    messages: Arc<Mutex<HashMap<i64, (Option<String>, Option<String>)>>>,
+    messages: Arc<Mutex<HashMap<i64, Kept>>>,
 }
 
 impl Recorder {
     /// The rendered subject and text of a delivery.
-    fn get(&self, delivery: i64) -> (Option<String>, Option<String>) {
+    fn get(&self, delivery: i64) -> Kept {
         self.messages.lock().map(|m| m.get(&delivery).cloned().unwrap_or_default()).unwrap_or_default()
     }
 
@@ -211,7 +214,7 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
     };
 
     let store = Store::open("sqlite::memory:").await?;
-    let mut options = import::Options::new(from, settings.clone());
+    let mut options = import::Options::new(from, settings);
     options.bulk = Some(false);
     let summary = import::import_file(&store, ImportKind::Members, &scenario.members, &options).await?;
     if !summary.rejected.is_empty() {
@@ -242,7 +245,7 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
         store.set_date_scan_cursor(journey, from - chrono::Duration::seconds(1)).await?;
     }
     let recorder = Recorder::default();
-    let engine = Engine::new(store.clone(), registry, policies.clone(), settings.clone(), recorder.channels(), engine_options);
+    let engine = Engine::new(store.clone(), registry, policies.clone(), settings, recorder.channels(), engine_options);
 
     let mut now = from;
     let mut last = from - chrono::Duration::seconds(1);
@@ -343,7 +346,16 @@ impl Timeline {
     /// totals.
     pub fn render_table(&self) -> String {
         let headers = [
-            "LOCAL TIME", "UTC", "MEMBER", "JOURNEY", "STEP", "ACTION", "CHANNEL", "TEMPLATE", "VARIANT", "REASON",
+            "LOCAL TIME",
+            "UTC",
+            "MEMBER",
+            "JOURNEY",
+            "STEP",
+            "ACTION",
+            "CHANNEL",
+            "TEMPLATE",
+            "VARIANT",
+            "REASON",
             "MESSAGE",
         ];
         let dash = |v: &Option<String>| v.clone().unwrap_or_default();

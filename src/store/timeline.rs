@@ -20,9 +20,7 @@ impl Store {
     /// Every delivery (sent, failed, pending or skipped), oldest first.
     pub async fn all_deliveries(&self) -> Result<Vec<DeliveryOutcomeRow>, StoreError> {
         let mut sql = self.sql();
-        sql.push(
-            "SELECT id, run_id, step, member_id, status, reason, last_error, sent_at FROM deliveries ORDER BY id",
-        );
+        sql.push("SELECT id, run_id, step, member_id, status, reason, last_error, sent_at FROM deliveries ORDER BY id");
         self.fetch(sql, |r| {
             Ok(DeliveryOutcomeRow {
                 id: r.int("id")?.unwrap_or(0),

@@ -49,7 +49,12 @@ fn project(journeys: &[&str], config: &Config) -> Project {
 fn scenario(name: &str, from: &str, until: &str) -> Scenario {
     let dir = fixtures().join(name);
     let events = dir.join("events.jsonl");
-    Scenario { members: dir.join("members.jsonl"), events: events.exists().then_some(events), from: at(from), until: at(until) }
+    Scenario {
+        members: dir.join("members.jsonl"),
+        events: events.exists().then_some(events),
+        from: at(from),
+        until: at(until),
+    }
 }
 
 async fn simulate(name: &str, journeys: &[&str], from: &str, until: &str) -> Timeline {
@@ -148,7 +153,10 @@ async fn birthdays_fire_at_nine_local_across_dst_and_29_february_falls_on_28_feb
 async fn welcome_sends_the_reminder_three_days_later_only_to_members_who_did_not_order() {
     let t = check("welcome", &["welcome"], "2026-03-01T16:00:00Z", "2026-03-10T15:59:59Z").await;
     assert!(has(&t, "2026-03-05 09:15 CST", "ada", "reminder", "send", ""));
-    assert!(has(&t, "2026-03-03 12:30 CST", "bo", "", "goal", "") || has(&t, "2026-03-03 12:30 CST", "bo", "pause", "goal", ""));
+    assert!(
+        has(&t, "2026-03-03 12:30 CST", "bo", "", "goal", "")
+            || has(&t, "2026-03-03 12:30 CST", "bo", "pause", "goal", "")
+    );
     assert!(!t.lines.iter().any(|l| l.member == "bo" && l.step.as_deref() == Some("reminder")));
     assert!(!t.lines.iter().any(|l| l.member == "cy"), "no email consent: not in the audience");
 }
@@ -157,7 +165,8 @@ async fn welcome_sends_the_reminder_three_days_later_only_to_members_who_did_not
 async fn reactivation_splits_dormant_members_between_subject_lines_and_holds_one_out() {
     let t = check("reactivation", &["reactivation"], "2026-05-31T16:00:00Z", "2026-06-20T15:59:59Z").await;
     assert!(has(&t, "2026-06-01 10:00 CST", "bo", "come_back", "skip", "holdout"));
-    let variants: BTreeSet<_> = t.lines.iter().filter(|l| l.action == "send").filter_map(|l| l.variant.clone()).collect();
+    let variants: BTreeSet<_> =
+        t.lines.iter().filter(|l| l.action == "send").filter_map(|l| l.variant.clone()).collect();
     assert_eq!(variants, BTreeSet::from(["offer_first".to_string(), "personal".to_string()]));
     assert!(has(&t, "2026-06-05 19:00 CST", "gil", "", "goal", ""));
     assert!(!t.lines.iter().any(|l| l.member == "dee" || l.member == "eve"), "no consent / not dormant");
@@ -231,9 +240,10 @@ async fn serve_deliveries(
     let mut config = config();
     config.workflows_dir = root().join("workflows");
     config.templates_dir = root().join("templates");
-    let engine = tidings::service::engine(&config, store.clone(), tidings::channels::Channels::outbox(dir.path().into()))
-        .await
-        .unwrap();
+    let engine =
+        tidings::service::engine(&config, store.clone(), tidings::channels::Channels::outbox(dir.path().into()))
+            .await
+            .unwrap();
     let scenario = scenario(name, from, until);
     let options = tidings::import::Options::new(scenario.from, config.state_settings());
     tidings::import::import_file(&store, tidings::import::ImportKind::Members, &scenario.members, &options)
@@ -260,7 +270,14 @@ async fn serve_deliveries(
     for member in members {
         for d in store.deliveries_of(&member, 1_000).await.unwrap() {
             if d.status == "sent" {
-                out.insert((member.clone(), d.journey_id, d.step, d.channel, d.template.unwrap_or_default(), d.sent_at.unwrap()));
+                out.insert((
+                    member.clone(),
+                    d.journey_id,
+                    d.step,
+                    d.channel,
+                    d.template.unwrap_or_default(),
+                    d.sent_at.unwrap(),
+                ));
             }
         }
     }
