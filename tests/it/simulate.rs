@@ -320,3 +320,53 @@ on_both_engines! {
         assert_eq!(simulated_deliveries(&simulated), served);
     }
 }
+
+fn tidings(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("TIDINGS_CONFIG")
+        .env_remove("TIDINGS_LOG")
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_command_prints_the_golden_timeline_with_every_journey_loaded() {
+    let (code, out, err) = tidings(&[
+        "simulate",
+        "--config",
+        "tests/fixtures/simulate/tidings.toml",
+        "--workflows",
+        "workflows",
+        "--templates",
+        "templates",
+        "--members",
+        "tests/fixtures/simulate/winback/members.jsonl",
+        "--events",
+        "tests/fixtures/simulate/winback/events.jsonl",
+        "--from",
+        "2026-06-01",
+        "--until",
+        "2026-06-10T23:59:59+08:00",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, std::fs::read_to_string(root().join("tests/golden/winback.txt")).unwrap());
+    assert!(err.is_empty(), "only warnings are logged: {err}");
+}
+
+#[test]
+fn the_command_answers_1_for_a_rejected_fixture_row_and_2_for_a_time_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = dir.path().join("members.jsonl");
+    std::fs::write(&members, "{\"id\": \"ada\", \"joined_at\": \"yesterday\"}\n").unwrap();
+    let members = members.to_str().unwrap();
+    let (code, _, err) = tidings(&["simulate", "--members", members, "--from", "2026-06-01", "--until", "2026-06-02"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("members.jsonl:1: joined_at"), "{err}");
+    let (code, _, err) = tidings(&["simulate", "--members", members, "--from", "june", "--until", "2026-06-02"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`june` is not a time"), "{err}");
+}
