@@ -40,16 +40,34 @@ impl Engine {
     }
 
     /// Ticks at `now` until nothing is left to do at that instant (what [`Engine::settle`]
-    /// does), for a clock that jumps from one [`Engine::next_wake`] to the next.
+    /// does), for a clock that jumps from one [`Engine::next_wake`] to the next: `last` is
+    /// the instant it stopped at before (nothing happened in between), and `triggers` says
+    /// whether a trigger can fire in `(last, now]` ([`Engine::next_trigger`]).
     ///
-    /// Two things make it cheaper than `settle`, neither changes a decision. It proves it
-    /// is done by asking the store ([`crate::store::Store::work_due_at`]: three index
-    /// reads) instead of running one more whole tick. And it looks for trigger firings only
-    /// when `triggers` says one can be due at `now`; otherwise it moves the date scans'
-    /// cursors to `now`, which is all a scan that finds no firing does (a schedule with no
-    /// firing changes nothing at all). The date scans load every member whose date is
-    /// near, so at the instants between firings they were most of a tick's work.
-    pub async fn settle_jump(&self, now: DateTime<Utc>, triggers: bool) -> Result<super::Tick, EngineError> {
+    /// Two things make it cheaper than `settle`, and neither changes a decision. It proves
+    /// it is done by asking the store ([`crate::store::Store::work_due_at`]: index reads)
+    /// instead of running one more whole tick. And it looks for trigger firings only when
+    /// one can be due. In between, a polling clock's date scans would each have found no
+    /// firing and moved their cursor on — so before the next scan, the cursors are moved to
+    /// `last`, and the scan covers `(last, now]` with the members as they are, exactly the
+    /// windows polling would have covered since. (A schedule with no firing changes
+    /// nothing at all.) The date scans load every member whose date is near: between
+    /// firings they were most of the work of a tick.
+    pub async fn settle_jump(
+        &self,
+        now: DateTime<Utc>,
+        last: DateTime<Utc>,
+        triggers: bool,
+    ) -> Result<super::Tick, EngineError> {
+        if triggers {
+            let journeys: Vec<Arc<Journey>> = self.registry.lock().await.current().cloned().collect();
+            for journey in journeys.iter().filter(|j| matches!(j.trigger, Trigger::Date { .. })) {
+                let cursor = self.store.date_scan_cursor(&journey.id).await?;
+                if cursor.is_none_or(|c| c < last) {
+                    self.store.set_date_scan_cursor(&journey.id, last).await?;
+                }
+            }
+        }
         let mut total = super::Tick::default();
         for pass in 0..100 {
             // A second pass at the same instant finds no firing: the first moved the
@@ -61,12 +79,6 @@ impl Engine {
             total.sent += tick.sent;
             if !self.store.work_due_at(now).await? {
                 break;
-            }
-        }
-        if !triggers {
-            let journeys: Vec<Arc<Journey>> = self.registry.lock().await.current().cloned().collect();
-            for journey in journeys.iter().filter(|j| matches!(j.trigger, Trigger::Date { .. })) {
-                self.store.set_date_scan_cursor(&journey.id, now).await?;
             }
         }
         Ok(total)
