@@ -154,10 +154,7 @@ pub fn render(journey: &Journey, step: &str, inputs: &Inputs) -> Result<Preview,
     };
     let plain = send.variants.len() == 1 && send.variants[0].name.is_none();
     let (variant, chosen) = match inputs.variant {
-        Some(asked) if plain => {
-            let _ = asked;
-            return Err(PreviewError::NoVariants { step: step.to_string() });
-        }
+        Some(_) if plain => return Err(PreviewError::NoVariants { step: step.to_string() }),
         Some(asked) => match send.variants.iter().find(|v| v.name.as_deref() == Some(asked)) {
             Some(v) => (v, Chosen::Asked(asked.to_string())),
             None => {
