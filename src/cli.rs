@@ -69,6 +69,47 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DataFormat::Table)]
         format: DataFormat,
     },
+    /// Show the message a send step gives one member, and the context it was rendered from.
+    Preview {
+        /// The journey's id.
+        journey: String,
+        /// The send step's id.
+        step: String,
+        /// A member id in the database, or a JSON/CSV file with one member.
+        #[arg(long)]
+        member: String,
+        /// Render this A/B variant instead of the member's own.
+        #[arg(long)]
+        variant: Option<String>,
+        /// A JSON file with the triggering event (default: the member's latest such event).
+        #[arg(long)]
+        event: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = DataFormat::Table)]
+        format: DataFormat,
+    },
+    /// Run the journeys over fixtures on a virtual clock; print every send, skip and exit.
+    Simulate {
+        /// Members as CSV or JSON lines, as they are at --from.
+        #[arg(long)]
+        members: PathBuf,
+        /// Events as JSON lines (those before --from are history).
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Start: RFC 3339, or a date (midnight in the default time zone).
+        #[arg(long)]
+        from: String,
+        /// End (inclusive), written like --from.
+        #[arg(long)]
+        until: String,
+        /// The journeys folder (default: the config's).
+        #[arg(long)]
+        workflows: Option<PathBuf>,
+        /// The templates folder (default: the config's).
+        #[arg(long)]
+        templates: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = DataFormat::Table)]
+        format: DataFormat,
+    },
 }
 
 /// How commands that print data print it.
@@ -118,6 +159,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.database_url = url;
             }
             crate::report::run(&config, &journey, format == DataFormat::Json).await
+        }
+        Command::Preview { journey, step, member, variant, event, format } => {
+            let request =
+                crate::preview::Request { journey, step, member, variant, event, json: format == DataFormat::Json };
+            crate::preview::run(&config, &request).await
+        }
+        Command::Simulate { members, events, from, until, workflows, templates, format } => {
+            let request = crate::simulate::Request {
+                members,
+                events,
+                from,
+                until,
+                workflows,
+                templates,
+                json: format == DataFormat::Json,
+            };
+            crate::simulate::cli(&config, &request).await
         }
     }
 }

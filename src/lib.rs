@@ -2,10 +2,11 @@
 //!
 //! The pure core (no I/O beyond reading the files it is given, no clock):
 //! [`source`], [`diagnostic`], [`duration`], [`timing`], [`schedule`], [`schema`], [`member`],
-//! [`channel`], [`condition`], [`journey`], [`template`], [`project`], [`state`].
+//! [`channel`], [`condition`], [`journey`], [`template`], [`project`], [`state`],
+//! [`sms_segments`].
 //! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`import`], [`member_view`],
 //! [`channels`] (email, SMS, push, webhook, outbox), [`links`] (signed tracking and
-//! unsubscribe tokens), [`cli`].
+//! unsubscribe tokens), [`preview`] and [`simulate`] (the engine on a virtual clock), [`cli`].
 //! See ARCHITECTURE.md for the map and its invariants.
 
 pub mod assign;
@@ -24,11 +25,14 @@ pub mod journey;
 pub mod links;
 pub mod member;
 pub mod member_view;
+pub mod preview;
 pub mod project;
 pub mod report;
 pub mod schedule;
 pub mod schema;
 pub mod service;
+pub mod simulate;
+pub mod sms_segments;
 pub mod source;
 pub mod state;
 pub mod stats;

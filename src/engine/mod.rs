@@ -19,6 +19,7 @@ mod dispatch;
 mod inbox;
 pub mod registry;
 mod triggers;
+pub mod wake;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,13 +65,18 @@ impl Options {
             send_concurrency: config.engine.send_concurrency as usize,
             retry: RetryPolicy::default(),
             links,
-            shop: ShopInfo {
-                name: config.shop.name.clone(),
-                url: config.shop.url.clone(),
-                support_email: config.shop.support_email.clone(),
-                address: config.shop.address.clone(),
-            },
+            shop: shop_info(config),
         }
+    }
+}
+
+/// `shop.*` in templates, from `[shop]` in the config.
+pub fn shop_info(config: &Config) -> ShopInfo {
+    ShopInfo {
+        name: config.shop.name.clone(),
+        url: config.shop.url.clone(),
+        support_email: config.shop.support_email.clone(),
+        address: config.shop.address.clone(),
     }
 }
 
@@ -171,6 +177,15 @@ impl Engine {
         let advanced = self.advance_with(clock).await?;
         let sent = self.send_with(clock).await?;
         Ok(Tick { events, enrolled, advanced, sent })
+    }
+
+    /// [`Engine::tick`] without the trigger phase, for a caller that knows no firing or
+    /// date can be due at `now` (`simulate`'s jumping clock, see [`wake`]).
+    pub(crate) async fn tick_between_triggers(&self, now: DateTime<Utc>) -> Result<Tick, EngineError> {
+        let events = self.take_events(now).await?;
+        let advanced = self.advance(now).await?;
+        let sent = self.send(now).await?;
+        Ok(Tick { events, enrolled: 0, advanced, sent })
     }
 
     /// Phase 1: events in the inbox (one batch) start, end, wake and convert runs.

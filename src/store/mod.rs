@@ -27,7 +27,9 @@ pub mod inbox;
 pub mod members;
 pub mod report;
 pub mod runs;
+pub mod timeline;
 pub mod versions;
+pub mod wake;
 
 use std::str::FromStr;
 use std::time::Duration;
