@@ -124,6 +124,8 @@ pub struct Engine {
     options: Options,
     /// Where each schedule's firings were looked at up to (filled from the store).
     schedule_cursor: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// The last UTC day this process saw derived state refreshed (skips the claim after).
+    derived_day: Mutex<Option<chrono::NaiveDate>>,
 }
 
 impl Engine {
@@ -143,6 +145,7 @@ impl Engine {
             channels,
             options,
             schedule_cursor: Mutex::new(HashMap::new()),
+            derived_day: Mutex::new(None),
         }
     }
 

@@ -18,6 +18,10 @@ use crate::timing::{self, TriggerDate};
 
 pub(super) const LEASE: &str = "scheduler";
 
+/// The `firings` row of the daily derived-state refresh, beside the journeys' rows (the
+/// example journeys and the docs use plain names; a journey should not be called this).
+const DERIVED: &str = "_derived";
+
 /// Members enrolled per transaction when a schedule fires.
 const ENROLL_CHUNK: i64 = 5_000;
 
@@ -26,6 +30,7 @@ impl Engine {
         if !self.store.take_lease(LEASE, &self.options.worker, now, self.options.lease).await? {
             return Ok(0);
         }
+        self.refresh_derived(now).await?;
         let journeys: Vec<Arc<Journey>> = self.registry.lock().await.current().cloned().collect();
         let mut enrolled = 0;
         for journey in journeys {
@@ -36,6 +41,26 @@ impl Engine {
             };
         }
         Ok(enrolled)
+    }
+
+    /// Lifecycle, CLV and RFM move with time, not only with events (a member becomes
+    /// `dormant` by not ordering): once per UTC day, before that day's firings, one worker
+    /// recomputes them over the whole base — claimed like a firing, so replicas do it once.
+    async fn refresh_derived(&self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        let day = now.date_naive();
+        let mut seen = self.derived_day.lock().await;
+        if *seen == Some(day) {
+            return Ok(());
+        }
+        let key = format!("derived:{day}");
+        let midnight = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        if let Some(claim) = self.store.claim_firing(DERIVED, &key, midnight, now, self.options.lease).await? {
+            let done = self.store.recompute_derived(now, &self.settings).await?;
+            self.store.firing_progress(&claim, None, done.lifecycle_changed, now).await?;
+            tracing::info!(%day, lifecycle_changed = done.lifecycle_changed, rfm_changed = done.rfm_changed, "derived state refreshed");
+        }
+        *seen = Some(day);
+        Ok(())
     }
 
     /// Fires every firing of a schedule in (where it left off, now].
