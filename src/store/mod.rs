@@ -366,6 +366,19 @@ impl Sql {
         self
     }
 
+    /// One row of a multi-row `VALUES` list, `(a, b, …)` with every value bound, after a
+    /// `, ` unless it is the `first`.
+    pub(crate) fn values_row(&mut self, first: bool, values: impl IntoIterator<Item = Arg>) -> &mut Sql {
+        self.push(if first { "(" } else { ", (" });
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(value);
+        }
+        self.push(")")
+    }
+
     /// Adds an argument without writing it; returns its numbered placeholder, to use any
     /// number of times (for statements with few arguments: see [`Sql::bind`]).
     pub(crate) fn arg(&mut self, arg: Arg) -> String {

@@ -418,23 +418,21 @@ pub(crate) async fn insert_runs(
              trigger_key, trigger_event_id, visits) VALUES ",
         );
         for (i, run) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(Arg::text(&run.member_id))
-                .push(", ")
-                .bind(Arg::text(&run.journey_id))
-                .push(", ")
-                .bind(Arg::text(&run.version))
-                .push(", ")
-                .bind(Arg::text(&run.first_step))
-                .push(", 'active', ")
-                .bind(Arg::Timestamp(Some(now)))
-                .push(", ")
-                .bind(Arg::Timestamp(Some(now)))
-                .push(", ")
-                .bind(Arg::text(&run.trigger_key))
-                .push(", ")
-                .bind(Arg::Text(run.trigger_event_id.clone()))
-                .push(", 0)");
+            sql.values_row(
+                i == 0,
+                [
+                    Arg::text(&run.member_id),
+                    Arg::text(&run.journey_id),
+                    Arg::text(&run.version),
+                    Arg::text(&run.first_step),
+                    Arg::text("active"),
+                    Arg::Timestamp(Some(now)),
+                    Arg::Timestamp(Some(now)),
+                    Arg::text(&run.trigger_key),
+                    Arg::Text(run.trigger_event_id.clone()),
+                    Arg::Int(Some(0)),
+                ],
+            );
         }
         sql.push(" ON CONFLICT (journey_id, member_id, trigger_key) DO NOTHING RETURNING id, member_id, journey_id");
         created.extend(
@@ -477,29 +475,22 @@ async fn update_runs(tx: &mut Tx, updates: &[RunUpdate], now: DateTime<Utc>) -> 
              visits, claim) AS (VALUES ",
         );
         for (i, u) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(Arg::Int(Some(u.id)))
-                .push(", ")
-                .bind(Arg::Text(u.step.clone()))
-                .push(", ")
-                .bind(Arg::text(u.status))
-                .push(", ")
-                .bind(Arg::Timestamp(u.due_at))
-                .push(", ")
-                .bind(Arg::Text(u.waiting_for.clone()))
-                .push(", ")
-                .bind(Arg::Timestamp(u.finished_at))
-                .push(", ")
-                .bind(Arg::Text(u.exit_reason.clone()))
-                .push(", ")
-                .bind(Arg::Timestamp(u.converted_at))
-                .push(", ")
-                .bind(Arg::Text(u.goal_event_id.clone()))
-                .push(", ")
-                .bind(Arg::Int(Some(u.add_visits)))
-                .push(", ")
-                .bind(Arg::Text(u.claim.clone()))
-                .push(")");
+            sql.values_row(
+                i == 0,
+                [
+                    Arg::Int(Some(u.id)),
+                    Arg::Text(u.step.clone()),
+                    Arg::text(u.status),
+                    Arg::Timestamp(u.due_at),
+                    Arg::Text(u.waiting_for.clone()),
+                    Arg::Timestamp(u.finished_at),
+                    Arg::Text(u.exit_reason.clone()),
+                    Arg::Timestamp(u.converted_at),
+                    Arg::Text(u.goal_event_id.clone()),
+                    Arg::Int(Some(u.add_visits)),
+                    Arg::Text(u.claim.clone()),
+                ],
+            );
         }
         sql.push(
             ") UPDATE runs SET step = v.step, status = v.status, due_at = v.due_at, waiting_for = v.waiting_for, \
@@ -524,34 +515,32 @@ async fn insert_arms(tx: &mut Tx, arms: &[NewArm]) -> Result<(), StoreError> {
         let mut sql = tx.sql();
         sql.push("INSERT INTO run_arms (run_id, journey_id, step, arm, at) VALUES ");
         for (i, a) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(Arg::Int(Some(a.run_id)))
-                .push(", ")
-                .bind(Arg::text(&a.journey_id))
-                .push(", ")
-                .bind(Arg::text(&a.step))
-                .push(", ")
-                .bind(Arg::text(&a.arm))
-                .push(", ")
-                .bind(Arg::Timestamp(Some(a.at)))
-                .push(")");
+            sql.values_row(
+                i == 0,
+                [
+                    Arg::Int(Some(a.run_id)),
+                    Arg::text(&a.journey_id),
+                    Arg::text(&a.step),
+                    Arg::text(&a.arm),
+                    Arg::Timestamp(Some(a.at)),
+                ],
+            );
         }
         sql.push(" ON CONFLICT (run_id, step) DO NOTHING");
         tx.execute(sql).await?;
         let mut sql = tx.sql();
         sql.push("INSERT INTO assignments (member_id, journey_id, step, variant, assigned_at) VALUES ");
         for (i, a) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(Arg::text(&a.member_id))
-                .push(", ")
-                .bind(Arg::text(&a.journey_id))
-                .push(", ")
-                .bind(Arg::text(&a.step))
-                .push(", ")
-                .bind(Arg::text(&a.arm))
-                .push(", ")
-                .bind(Arg::Timestamp(Some(a.at)))
-                .push(")");
+            sql.values_row(
+                i == 0,
+                [
+                    Arg::text(&a.member_id),
+                    Arg::text(&a.journey_id),
+                    Arg::text(&a.step),
+                    Arg::text(&a.arm),
+                    Arg::Timestamp(Some(a.at)),
+                ],
+            );
         }
         sql.push(" ON CONFLICT (member_id, journey_id, step) DO NOTHING");
         tx.execute(sql).await?;
@@ -568,37 +557,27 @@ async fn insert_deliveries(tx: &mut Tx, deliveries: &[NewDelivery]) -> Result<()
         );
         for (i, d) in chunk.iter().enumerate() {
             let next_attempt = (d.status == "pending").then_some(d.created_at);
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(Arg::Int(Some(d.run_id)))
-                .push(", ")
-                .bind(Arg::text(&d.step))
-                .push(", ")
-                .bind(Arg::Int(Some(d.occurrence)))
-                .push(", ")
-                .bind(Arg::text(&d.member_id))
-                .push(", ")
-                .bind(Arg::text(&d.journey_id))
-                .push(", ")
-                .bind(Arg::text(&d.version))
-                .push(", ")
-                .bind(Arg::text(&d.channel))
-                .push(", ")
-                .bind(Arg::Text(d.template.clone()))
-                .push(", ")
-                .bind(Arg::Text(d.variant.clone()))
-                .push(", ")
-                .bind(Arg::Json(Some(d.vars.to_string())))
-                .push(", ")
-                .bind(Arg::text(d.status))
-                .push(", ")
-                .bind(Arg::Text(d.reason.clone()))
-                .push(", ")
-                .bind(Arg::Text(d.address.clone()))
-                .push(", ")
-                .bind(Arg::Timestamp(Some(d.created_at)))
-                .push(", ")
-                .bind(Arg::Timestamp(next_attempt))
-                .push(", 0)");
+            sql.values_row(
+                i == 0,
+                [
+                    Arg::Int(Some(d.run_id)),
+                    Arg::text(&d.step),
+                    Arg::Int(Some(d.occurrence)),
+                    Arg::text(&d.member_id),
+                    Arg::text(&d.journey_id),
+                    Arg::text(&d.version),
+                    Arg::text(&d.channel),
+                    Arg::Text(d.template.clone()),
+                    Arg::Text(d.variant.clone()),
+                    Arg::Json(Some(d.vars.to_string())),
+                    Arg::text(d.status),
+                    Arg::Text(d.reason.clone()),
+                    Arg::Text(d.address.clone()),
+                    Arg::Timestamp(Some(d.created_at)),
+                    Arg::Timestamp(next_attempt),
+                    Arg::Int(Some(0)),
+                ],
+            );
         }
         sql.push(" ON CONFLICT (run_id, step, occurrence) DO NOTHING");
         tx.execute(sql).await?;
@@ -614,27 +593,21 @@ pub(crate) async fn insert_journal(tx: &mut Tx, journal: &[JournalEntry]) -> Res
              VALUES ",
         );
         for (i, j) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(Arg::Timestamp(Some(j.at)))
-                .push(", ")
-                .bind(Arg::text(&j.member_id))
-                .push(", ")
-                .bind(Arg::text(&j.journey_id))
-                .push(", ")
-                .bind(Arg::Int(j.run_id))
-                .push(", ")
-                .bind(Arg::Text(j.step.clone()))
-                .push(", ")
-                .bind(Arg::text(&j.action))
-                .push(", ")
-                .bind(Arg::Text(j.channel.clone()))
-                .push(", ")
-                .bind(Arg::Text(j.template.clone()))
-                .push(", ")
-                .bind(Arg::Text(j.variant.clone()))
-                .push(", ")
-                .bind(Arg::Text(j.reason.clone()))
-                .push(")");
+            sql.values_row(
+                i == 0,
+                [
+                    Arg::Timestamp(Some(j.at)),
+                    Arg::text(&j.member_id),
+                    Arg::text(&j.journey_id),
+                    Arg::Int(j.run_id),
+                    Arg::Text(j.step.clone()),
+                    Arg::text(&j.action),
+                    Arg::Text(j.channel.clone()),
+                    Arg::Text(j.template.clone()),
+                    Arg::Text(j.variant.clone()),
+                    Arg::Text(j.reason.clone()),
+                ],
+            );
         }
         tx.execute(sql).await?;
     }
