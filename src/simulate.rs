@@ -35,6 +35,7 @@ use crate::member::Event;
 use crate::project::Project;
 use crate::store::{Store, StoreError};
 use crate::template::Rendered;
+use crate::timing::member_timezone;
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -254,6 +255,7 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
     let mut last = from - chrono::Duration::seconds(1);
     let mut next_event = 0;
     let mut zones = engine.member_zones().await?;
+    let default_zone = policies.default_timezone;
     let mut wakes = 0;
     loop {
         wakes += 1;
@@ -262,9 +264,17 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
             let batch = &live[next_event..next_event + due];
             store.ingest_events(batch, now, &settings).await?;
             next_event += due;
-            // Only a member's own fields (a new member, a move) change the zones.
-            if batch.iter().any(|e| e.name.starts_with("member.")) {
-                zones = engine.member_zones().await?;
+            // Only a member's own fields (a new member, a move) bring a zone. None is taken
+            // away: a zone nobody lives in any more costs a clock stop with nothing to do.
+            for zone in batch.iter().filter(|e| e.name.starts_with("member.")).filter_map(|e| {
+                e.properties
+                    .get("timezone")
+                    .and_then(|tz| tz.as_str())
+                    .map(|tz| member_timezone(Some(tz), default_zone))
+            }) {
+                if !zones.contains(&zone) {
+                    zones.push(zone);
+                }
             }
         }
         let triggers = engine.next_trigger(last, &zones).await.is_some_and(|at| at <= now);

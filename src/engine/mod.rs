@@ -182,15 +182,6 @@ impl Engine {
         Ok(Tick { events, enrolled, advanced, sent })
     }
 
-    /// [`Engine::tick`] without the trigger phase, for a caller that knows no firing or
-    /// date can be due at `now` (`simulate`'s jumping clock, see [`wake`]).
-    pub(crate) async fn tick_between_triggers(&self, now: DateTime<Utc>) -> Result<Tick, EngineError> {
-        let events = self.take_events(now).await?;
-        let advanced = self.advance(now).await?;
-        let sent = self.send(now).await?;
-        Ok(Tick { events, enrolled: 0, advanced, sent })
-    }
-
     /// Phase 1: events in the inbox (one batch) start, end, wake and convert runs.
     pub async fn take_events(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
         self.process_inbox(now).await

@@ -148,15 +148,11 @@ impl Store {
         ));
         let mut claimed = tx.fetch(sql, read_claimed).await?;
         // The trigger event of each run, for `event.*` in templates.
-        let runs: Vec<String> =
-            claimed.iter().map(|d| d.run_id.to_string()).collect::<HashSet<_>>().into_iter().collect();
+        let runs: Vec<i64> = claimed.iter().map(|d| d.run_id).collect::<HashSet<_>>().into_iter().collect();
         if !runs.is_empty() {
             let mut sql = tx.sql();
-            sql.push("SELECT id, trigger_event_id FROM runs WHERE trigger_event_id IS NOT NULL AND ");
-            match tx.dialect() {
-                crate::condition::Dialect::Sqlite => sql.in_list("CAST(id AS TEXT)", runs),
-                crate::condition::Dialect::Postgres => sql.in_list("id::text", runs),
-            };
+            sql.push("SELECT id, trigger_event_id FROM runs WHERE trigger_event_id IS NOT NULL AND ")
+                .in_ids("id", &runs);
             let events: HashMap<i64, String> = tx
                 .fetch(sql, |r| Ok((r.int("id")?.unwrap_or(0), r.text("trigger_event_id")?.unwrap_or_default())))
                 .await?
@@ -222,12 +218,8 @@ impl Store {
         let mut sql = tx.sql();
         sql.push("UPDATE deliveries SET claimed_until = ")
             .bind(Arg::Timestamp(Some(until)))
-            .push(" WHERE status = 'sending' AND ");
-        let key = match tx.dialect() {
-            crate::condition::Dialect::Sqlite => "CAST(id AS TEXT)",
-            crate::condition::Dialect::Postgres => "id::text",
-        };
-        sql.in_list(key, ids.iter().map(i64::to_string).collect());
+            .push(" WHERE status = 'sending' AND ")
+            .in_ids("id", ids);
         tx.execute(sql).await?;
         tx.commit().await?;
         Ok(())
@@ -328,24 +320,20 @@ impl Store {
     /// What these runs sent, and which of those sends were opened or clicked.
     pub async fn send_history(&self, runs: &[i64]) -> Result<SendHistory, StoreError> {
         let mut history = SendHistory::default();
-        let ids: Vec<String> = runs.iter().map(i64::to_string).collect();
-        for chunk in super::chunks(&ids, 1) {
+        for chunk in super::chunks(runs, 1) {
             let mut sql = self.sql();
-            let column = match sql.dialect() {
-                crate::condition::Dialect::Sqlite => "CAST(d.run_id AS TEXT)",
-                crate::condition::Dialect::Postgres => "d.run_id::text",
-            };
+            let name = sql.not_by_index("e.name");
             let delivery = match sql.dialect() {
                 crate::condition::Dialect::Sqlite => "json_extract(e.properties, '$.delivery_id')",
                 crate::condition::Dialect::Postgres => "(e.properties->>'delivery_id')::bigint",
             };
             sql.push(&format!(
                 "SELECT d.run_id, d.step, d.status, \
-                 (SELECT COUNT(*) FROM events e WHERE e.member_id = d.member_id AND e.name = 'message.opened' AND {delivery} = d.id) AS opened, \
-                 (SELECT COUNT(*) FROM events e WHERE e.member_id = d.member_id AND e.name = 'message.clicked' AND {delivery} = d.id) AS clicked \
+                 (SELECT COUNT(*) FROM events e WHERE e.member_id = d.member_id AND {name} = 'message.opened' AND {delivery} = d.id) AS opened, \
+                 (SELECT COUNT(*) FROM events e WHERE e.member_id = d.member_id AND {name} = 'message.clicked' AND {delivery} = d.id) AS clicked \
                  FROM deliveries d WHERE "
             ))
-            .in_list(column, chunk.to_vec())
+            .in_ids("d.run_id", chunk)
             .push(" AND d.status IN ('sending', 'sent', 'delivered')");
             for (run, step, opened, clicked) in self
                 .fetch(sql, |r| {

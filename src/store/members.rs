@@ -75,7 +75,13 @@ const WRITE_COLUMNS: &[(&str, bool)] = &[
 const READ_COLUMNS: &str = "id, email, phone, push_tokens, first_name, last_name, locale, timezone, birthday, tier, \
      points, points_expiring, points_expire_at, total_spend, currency, order_count, first_order_at, last_order_at, \
      joined_at, email_consent, sms_consent, push_consent, attributes, lifecycle, rfm_r, rfm_f, rfm_m, rfm_segment, \
-     clv, baseline, profile_as_of, orders_as_of, points_as_of, tier_as_of";
+     clv, profile_as_of, orders_as_of, points_as_of, tier_as_of";
+
+/// [`READ_COLUMNS`] and the import baseline, which only a fold needs: it is a whole member
+/// as JSON, and parsing it costs as much as reading the member.
+fn read_columns(baseline: bool) -> String {
+    format!("{READ_COLUMNS}, {}", if baseline { "baseline" } else { "NULL AS baseline" })
+}
 
 fn read_member(row: &dyn ReadRow) -> Result<StoredMember, StoreError> {
     let id = row.text("id")?.unwrap_or_default();
@@ -249,7 +255,10 @@ impl Store {
     /// One member as stored, with its tags (None when there is no such member).
     pub async fn member(&self, id: &str) -> Result<Option<Member>, StoreError> {
         let mut sql = self.sql();
-        sql.push("SELECT ").push(READ_COLUMNS).push(" FROM members WHERE id = ").bind(Arg::Text(Some(id.to_string())));
+        sql.push("SELECT ")
+            .push(&read_columns(false))
+            .push(" FROM members WHERE id = ")
+            .bind(Arg::Text(Some(id.to_string())));
         let Some(stored) = self.fetch(sql, read_member).await?.pop() else { return Ok(None) };
         let mut member = stored.member;
         let mut sql = self.sql();
@@ -267,15 +276,20 @@ impl Store {
     }
 }
 
-/// Reads members (with tags) by id; on PostgreSQL with `lock`, locks them in id order.
-pub(crate) async fn load(tx: &mut Tx, ids: &[String], lock: bool) -> Result<HashMap<String, StoredMember>, StoreError> {
+/// Reads members (with tags) by id. `to_fold`: the members are to be folded and written
+/// back, so their baselines are read too, and on PostgreSQL they are locked in id order.
+pub(crate) async fn load(
+    tx: &mut Tx,
+    ids: &[String],
+    to_fold: bool,
+) -> Result<HashMap<String, StoredMember>, StoreError> {
     let mut out = HashMap::with_capacity(ids.len());
     if ids.is_empty() {
         return Ok(out);
     }
     let mut sql = tx.sql();
-    sql.push("SELECT ").push(READ_COLUMNS).push(" FROM members WHERE ").in_list("id", ids.to_vec());
-    if lock && sql.dialect() == crate::condition::Dialect::Postgres {
+    sql.push("SELECT ").push(&read_columns(to_fold)).push(" FROM members WHERE ").in_list("id", ids.to_vec());
+    if to_fold && sql.dialect() == crate::condition::Dialect::Postgres {
         sql.push(" ORDER BY id FOR UPDATE");
     }
     for stored in tx.fetch(sql, read_member).await? {
@@ -304,10 +318,11 @@ pub(crate) async fn state_events(tx: &mut Tx, ids: &[String]) -> Result<HashMap<
         return Ok(out);
     }
     let mut sql = tx.sql();
+    let name = sql.not_by_index("name");
     sql.push("SELECT id, member_id, name, occurred_at, properties FROM events WHERE ")
         .in_list("member_id", ids.to_vec())
         .push(" AND ")
-        .in_list("name", state::state_events().map(str::to_string).collect());
+        .in_list(&name, state::state_events().map(str::to_string).collect());
     for event in tx.fetch(sql, super::events::read_event).await? {
         out.entry(event.member_id.clone()).or_default().push(event);
     }
@@ -410,7 +425,9 @@ pub(crate) async fn write(
     let dialect = tx.dialect();
     let full = chunks(&[(); 100_000], WRITE_COLUMNS.len()).next().map_or(1, <[()]>::len);
     let first = full.min(64);
-    let full_text = upsert_text(dialect, full);
+    // The text of a full statement is long (~30,000 placeholders): written once, and only
+    // when a write has that many members (most writes settle a handful).
+    let mut full_text: Option<String> = None;
     let mut stale_tags: Vec<String> = Vec::new();
     let mut tags: Vec<(String, String)> = Vec::new();
     let mut settled = settled.peekable();
@@ -425,7 +442,11 @@ pub(crate) async fn write(
                 tags.extend(s.member.tags.iter().map(|t| (s.member.id.clone(), t.clone())));
             }
         }
-        let text = if chunk.len() == full { full_text.clone() } else { upsert_text(dialect, chunk.len()) };
+        let text = if chunk.len() == full {
+            full_text.get_or_insert_with(|| upsert_text(dialect, full)).clone()
+        } else {
+            upsert_text(dialect, chunk.len())
+        };
         let mut args = Vec::with_capacity(chunk.len() * WRITE_COLUMNS.len());
         for s in chunk {
             args.extend(member_args(s, now));

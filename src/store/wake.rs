@@ -9,22 +9,18 @@ use super::{Arg, Store, StoreError};
 
 impl Store {
     /// The earliest instant strictly after `after` at which a run in progress is due, a
-    /// pending delivery is to be tried, or a claim on a delivery being sent runs out.
+    /// pending delivery is to be tried, or a claim on a delivery being sent runs out (one
+    /// statement: three index reads).
     pub async fn next_due_after(&self, after: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let mut earliest: Option<DateTime<Utc>> = None;
-        let queries = [
-            "SELECT MIN(due_at) AS at FROM runs WHERE status IN ('active', 'waiting') AND due_at > ",
-            "SELECT MIN(next_attempt_at) AS at FROM deliveries WHERE status = 'pending' AND next_attempt_at > ",
-            "SELECT MIN(claimed_until) AS at FROM deliveries WHERE status = 'sending' AND claimed_until > ",
-        ];
-        for query in queries {
-            let mut sql = self.sql();
-            sql.push(query).bind(Arg::Timestamp(Some(after)));
-            if let Some(at) = self.fetch(sql, |r| r.timestamp("at")).await?.pop().flatten() {
-                earliest = Some(earliest.map_or(at, |e| e.min(at)));
-            }
-        }
-        Ok(earliest)
+        let mut sql = self.sql();
+        let after = sql.arg(Arg::Timestamp(Some(after)));
+        sql.push(&format!(
+            "SELECT MIN(at) AS at FROM (\
+             SELECT MIN(due_at) AS at FROM runs WHERE status IN ('active', 'waiting') AND due_at > {after} \
+             UNION ALL SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND next_attempt_at > {after} \
+             UNION ALL SELECT MIN(claimed_until) FROM deliveries WHERE status = 'sending' AND claimed_until > {after}) due"
+        ));
+        Ok(self.fetch(sql, |r| r.timestamp("at")).await?.pop().flatten())
     }
 
     /// The distinct `timezone` values of members (None for members without one).
@@ -35,20 +31,42 @@ impl Store {
     }
 }
 
+/// What a tick at an instant has to do besides looking for trigger firings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Due {
+    /// An event is in the inbox.
+    pub events: bool,
+    /// A run is due and not claimed.
+    pub runs: bool,
+    /// A delivery is due, or a sender's claim on one ran out.
+    pub deliveries: bool,
+}
+
+impl Due {
+    pub fn any(&self) -> bool {
+        self.events || self.runs || self.deliveries
+    }
+}
+
 impl Store {
-    /// Whether a tick at `now` has anything to do besides looking for trigger firings: an
-    /// event in the inbox, a run due and not claimed, a delivery due (or one whose sender's
-    /// claim ran out).
-    pub async fn work_due_at(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    /// What is due at `now` ([`Due`]), in one statement of index reads.
+    pub async fn due_at(&self, now: DateTime<Utc>) -> Result<Due, StoreError> {
         let mut sql = self.sql();
         let at = sql.arg(Arg::Timestamp(Some(now)));
         sql.push(&format!(
-            "SELECT CASE WHEN EXISTS (SELECT 1 FROM inbox) \
-             OR EXISTS (SELECT 1 FROM runs WHERE status IN ('active', 'waiting') AND due_at <= {at} \
-                AND (claimed_until IS NULL OR claimed_until <= {at})) \
-             OR EXISTS (SELECT 1 FROM deliveries WHERE status = 'pending' AND next_attempt_at <= {at}) \
-             OR EXISTS (SELECT 1 FROM deliveries WHERE status = 'sending' AND claimed_until <= {at}) THEN 1 ELSE 0 END AS due"
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM inbox) THEN 1 ELSE 0 END AS events, \
+             CASE WHEN EXISTS (SELECT 1 FROM runs WHERE status IN ('active', 'waiting') AND due_at <= {at} \
+                AND (claimed_until IS NULL OR claimed_until <= {at})) THEN 1 ELSE 0 END AS runs, \
+             CASE WHEN EXISTS (SELECT 1 FROM deliveries WHERE status = 'pending' AND next_attempt_at <= {at}) \
+                OR EXISTS (SELECT 1 FROM deliveries WHERE status = 'sending' AND claimed_until <= {at}) \
+                THEN 1 ELSE 0 END AS deliveries"
         ));
-        Ok(self.fetch(sql, |r| r.int("due")).await?.pop().flatten().unwrap_or(0) == 1)
+        let due = self
+            .fetch(sql, |r| {
+                let flag = |column: &str| Ok::<_, StoreError>(r.int(column)?.unwrap_or(0) == 1);
+                Ok(Due { events: flag("events")?, runs: flag("runs")?, deliveries: flag("deliveries")? })
+            })
+            .await?;
+        Ok(due.into_iter().next().unwrap_or_default())
     }
 }
