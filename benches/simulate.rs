@@ -6,7 +6,7 @@
 //! TIDINGS_BENCH_MEMBERS=2000 TIDINGS_BENCH_DAYS=90 cargo bench --bench simulate
 //! ```
 //!
-//! The same code path as the command: `simulate::run` imports the members, builds the
+//! The same code path as the command: `simulate::run_pinned` (one CPU, see there) imports the members, builds the
 //! engine as `serve` does and jumps the virtual clock from one instant with work to the
 //! next. One run, wall-clock time, printed with what the year held.
 
@@ -145,7 +145,7 @@ fn main() {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let started = Instant::now();
-    let timeline = runtime.block_on(simulate::run(&config, project, &scenario)).expect("the simulation runs");
+    let timeline = runtime.block_on(simulate::run_pinned(config, project, scenario)).expect("the simulation runs");
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "simulate: {members} members, {events} events, {days} days: {seconds:.1} s ({} clock stops, {} timeline lines)",
