@@ -9,6 +9,14 @@
 //! unsubscribe tokens), [`preview`] and [`simulate`] (the engine on a virtual clock), [`cli`].
 //! See ARCHITECTURE.md for the map and its invariants.
 
+/// mimalloc for every program built on the library (the binary, the tests, the benches, so
+/// they measure what ships). glibc's allocator was a quarter of an import's CPU: strings
+/// made on one thread (the CSV reader, sqlx's rows) are freed on another (the writer,
+/// SQLite's connection thread), and its per-thread arenas pay for that in locks and
+/// consolidation. See README, "Member state / Performance".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod assign;
 pub mod channel;
 pub mod channels;
