@@ -119,6 +119,9 @@ pub enum SimulateError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The simulation's thread or runtime could not run (not the fixtures' fault).
+    #[error("{0}")]
+    Runtime(String),
 }
 
 impl From<ImportError> for SimulateError {
@@ -223,13 +226,13 @@ pub async fn run_pinned(config: Config, project: Project, scenario: Scenario) ->
             let result = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| SimulateError::Fixture(format!("cannot start the simulation's runtime: {e}")))
+                .map_err(|e| SimulateError::Runtime(format!("cannot start the simulation's runtime: {e}")))
                 .and_then(|runtime| runtime.block_on(run(&config, project, &scenario)));
             // The receiver is gone only if the caller stopped waiting.
             let _ = reply.send(result);
         })
-        .map_err(|e| SimulateError::Fixture(format!("cannot start the simulation's thread: {e}")))?;
-    answer.await.unwrap_or_else(|_| Err(SimulateError::Fixture("the simulation's thread panicked".to_string())))
+        .map_err(|e| SimulateError::Runtime(format!("cannot start the simulation's thread: {e}")))?;
+    answer.await.unwrap_or_else(|_| Err(SimulateError::Runtime("the simulation's thread panicked".to_string())))
 }
 
 /// Runs a simulation of `project`'s journeys under `config`'s policies.
@@ -569,7 +572,7 @@ pub async fn cli(config: &Config, request: &Request) -> anyhow::Result<std::proc
         return Ok(ExitCode::from(1));
     }
     let scenario = Scenario { members: request.members.clone(), events: request.events.clone(), from, until };
-    let timeline = match run_pinned(config.clone(), project, scenario).await {
+    let timeline = match run_pinned(config, project, scenario).await {
         Ok(timeline) => timeline,
         Err(SimulateError::Fixture(problem)) => {
             eprintln!("error: {problem}");

@@ -46,9 +46,9 @@ impl Engine {
     ///
     /// Three things make it cheaper than `settle`, and none changes a decision. It asks the
     /// store what is due ([`crate::store::Store::due_at`]: index reads, asked again after a
-    /// phase did work) and skips a phase that would claim nothing. It proves it is done by that same question instead of one
-    /// more whole tick. And it looks for trigger firings only when one can be due. In
-    /// between, a polling clock's date scans would each have found no firing and moved
+    /// phase did work) and skips a phase that would claim nothing. It proves it is done by
+    /// that same question instead of one more whole tick. And it looks for trigger firings
+    /// only when one can be due. In between, a polling clock's date scans would each have found no firing and moved
     /// their cursor on — so before the next scan, the cursors are moved to `last`, and the
     /// scan covers `(last, now]` with the members as they are, exactly the windows polling
     /// would have covered since. (A schedule with no firing changes nothing at all.) The
