@@ -18,7 +18,7 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use tidings::import::{ImportKind, Options, import_file};
 use tidings::state::Settings;
-use tidings::store::Store;
+use tidings::store::{Store, Workload};
 
 /// A small deterministic generator (xorshift), so every run imports the same members.
 struct Rng(u64);
@@ -97,18 +97,20 @@ fn generate(path: &Path, n: u64, now: DateTime<Utc>) -> std::io::Result<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
 
-async fn run(store: &Store, label: &str, csv: &Path, n: u64, now: DateTime<Utc>) {
+/// Imports with `bulk` (what `tidings import` opens) and recomputes with `service` (what
+/// the engine's daily refresh runs on).
+async fn run(bulk: &Store, service: &Store, label: &str, csv: &Path, n: u64, now: DateTime<Utc>) {
     let settings = Settings::default();
     let mut options = Options::new(now, settings);
     options.recompute = false;
     let started = Instant::now();
-    let summary = import_file(store, ImportKind::Members, csv, &options).await.expect("import");
+    let summary = import_file(bulk, ImportKind::Members, csv, &options).await.expect("import");
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(summary.inserted, n, "{:?}", summary.rejected.first());
     println!("{label}: imported {n} members in {seconds:.2} s: {:.0} members/s", n as f64 / seconds);
 
     let started = Instant::now();
-    let first = store.recompute_derived(now, &settings).await.expect("recompute");
+    let first = service.recompute_derived(now, &settings).await.expect("recompute");
     println!(
         "{label}: recomputed lifecycle, CLV and RFM for {n} members in {:.2} s ({} with orders scored; {} lifecycle/CLV and {} RFM rows written)",
         started.elapsed().as_secs_f64(),
@@ -117,7 +119,7 @@ async fn run(store: &Store, label: &str, csv: &Path, n: u64, now: DateTime<Utc>)
         first.rfm_changed
     );
     let started = Instant::now();
-    let next_day = store.recompute_derived(now + Duration::days(1), &settings).await.expect("recompute");
+    let next_day = service.recompute_derived(now + Duration::days(1), &settings).await.expect("recompute");
     println!(
         "{label}: the next day's recompute took {:.2} s ({} lifecycle/CLV and {} RFM rows changed)",
         started.elapsed().as_secs_f64(),
@@ -126,7 +128,7 @@ async fn run(store: &Store, label: &str, csv: &Path, n: u64, now: DateTime<Utc>)
     );
 
     let started = Instant::now();
-    let again = import_file(store, ImportKind::Members, csv, &options).await.expect("re-import");
+    let again = import_file(bulk, ImportKind::Members, csv, &options).await.expect("re-import");
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "{label}: re-imported the same file (all {} updates) in {seconds:.2} s: {:.0} members/s",
@@ -150,8 +152,9 @@ async fn main() {
     println!("generated {n} members ({:.0} MB of CSV) in {:.2} s", bytes as f64 / 1e6, started.elapsed().as_secs_f64());
 
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let store = Store::open(&url).await.expect("open SQLite");
-    run(&store, "sqlite", &csv, n, now).await;
+    let bulk = Store::open_for(&url, Workload::Bulk).await.expect("open SQLite");
+    let service = Store::open_for(&url, Workload::Service).await.expect("open SQLite");
+    run(&bulk, &service, "sqlite", &csv, n, now).await;
     let size = std::fs::metadata(dir.path().join("bench.db")).map(|m| m.len()).unwrap_or(0);
     println!("sqlite: database file {:.0} MB", size as f64 / 1e6);
 
@@ -161,7 +164,7 @@ async fn main() {
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
         let separator = if url.contains('?') { '&' } else { '?' };
         let store = Store::open(&format!("{url}{separator}options=-csearch_path%3D{schema}")).await.expect("open");
-        run(&store, "postgres", &csv, n, now).await;
+        run(&store, &store, "postgres", &csv, n, now).await;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&admin).await.unwrap();
     }
 }

@@ -829,7 +829,9 @@ pub async fn run(
 ) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::Context as _;
     use std::io::Write as _;
-    let store = Store::open(&config.database_url).await.with_context(|| format!("opening {}", config.database_url))?;
+    let store = Store::open_for(&config.database_url, crate::store::Workload::Bulk)
+        .await
+        .with_context(|| format!("opening {}", config.database_url))?;
     let mut options = Options::new(Utc::now(), config.state_settings());
     options.progress = !json;
     let summary = match import_file(&store, kind, file, &options).await {

@@ -154,7 +154,8 @@ impl Store {
 
     /// Enrolls, in one transaction, up to `limit` members after `cursor` (by id) who match
     /// `audience` and may enter under the journey's reentry rule. Returns how many entered
-    /// and the last member id looked at (None when no member was left).
+    /// and where the next chunk starts (an opaque cursor: the last rowid enrolled on
+    /// SQLite, the last member id on PostgreSQL; None when no member was left).
     #[allow(clippy::too_many_arguments)]
     pub async fn enroll_audience(
         &self,
@@ -169,18 +170,50 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(u64, Option<String>), StoreError> {
         let mut tx = self.begin_write().await?;
-        // Numbered placeholders throughout: the audience fragment comes numbered.
+        // One `INSERT … SELECT`: the members never leave the database (binding 10 values a
+        // run made enrollment ~5× slower). The audience fragment comes with numbered
+        // placeholders, so every argument here is numbered too.
         let mut sql = tx.sql();
-        sql.push("SELECT m.id FROM members m WHERE ");
+        let journey = sql.arg(Arg::text(journey_id));
+        let version = sql.arg(Arg::text(version));
+        let step = sql.arg(Arg::text(first_step));
+        let at = sql.arg(Arg::Timestamp(Some(now)));
+        let key = sql.arg(Arg::text(trigger_key));
+        sql.push(&format!(
+            "INSERT INTO runs (member_id, journey_id, journey_version, step, status, entered_at, due_at, \
+             trigger_key, trigger_event_id, visits) \
+             SELECT m.id, {journey}, {version}, {step}, 'active', {at}, {at}, {key}, NULL, 0 FROM members m WHERE "
+        ));
         match audience {
             Some(expr) => sql.condition(expr, now)?,
             None => sql.push("1 = 1"),
         };
+        // Chunks follow SQLite's rowid, not the id: an index on the audience's column lists
+        // its members in rowid order, so each chunk is a range seek in it (`lifecycle = ?
+        // AND rowid > ?`) and needs no sort; by id, every chunk re-read all the audience
+        // and sorted it (20 chunks of 5,000: 4.6-8 s for 100,000 of 1,000,000, now under
+        // 1 s). PostgreSQL pages by id.
+        let position = match sql.dialect() {
+            Dialect::Sqlite => "m.rowid",
+            Dialect::Postgres => "m.id",
+        };
+        // A cursor that is not a rowid (a firing started by an older version) starts over:
+        // the check below leaves out whom the firing already enrolled.
+        let cursor = match sql.dialect() {
+            Dialect::Sqlite => cursor.and_then(|c| c.parse::<i64>().ok()).map(|c| Arg::Int(Some(c))),
+            Dialect::Postgres => cursor.map(Arg::text),
+        };
         if let Some(cursor) = cursor {
-            let p = sql.arg(Arg::text(cursor));
-            sql.push(&format!(" AND m.id > {p}"));
+            let p = sql.arg(cursor);
+            sql.push(&format!(" AND {position} > {p}"));
         }
-        let journey = sql.arg(Arg::text(journey_id));
+        // Members this firing already enrolled (a firing resumed after a crash) are left out
+        // here rather than by `ON CONFLICT`, so every member selected is inserted and the
+        // last one returned is where the next chunk starts.
+        sql.push(&format!(
+            " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.journey_id = {journey} AND r.member_id = m.id \
+             AND r.trigger_key = {key})"
+        ));
         match reentry {
             Reentry::Always => {}
             Reentry::Never => {
@@ -197,26 +230,34 @@ impl Store {
             }
         }
         let limit = sql.arg(Arg::Int(Some(limit)));
-        sql.push(&format!(" ORDER BY m.id LIMIT {limit}"));
-        let members: Vec<String> = tx.fetch(sql, |r| Ok(r.text("id")?.unwrap_or_default())).await?;
-        let Some(last) = members.last().cloned() else {
+        sql.push(&format!(
+            " ORDER BY {position} LIMIT {limit} ON CONFLICT (journey_id, member_id, trigger_key) DO NOTHING RETURNING id"
+        ));
+        let ids: Vec<i64> = tx.fetch(sql, |r| Ok(r.int("id")?.unwrap_or(0))).await?;
+        if ids.is_empty() {
             tx.commit().await?;
             return Ok((0, None));
+        }
+        // The journal's `enter` lines, and the cursor: the greatest position enrolled, in
+        // the database's own order (PostgreSQL may collate text unlike Rust's byte order).
+        let mut sql = tx.sql();
+        sql.push(
+            "INSERT INTO journal (at, member_id, journey_id, run_id, step, action) \
+             SELECT entered_at, member_id, journey_id, id, NULL, 'enter' FROM runs WHERE ",
+        )
+        .in_ids("id", &ids);
+        tx.execute(sql).await?;
+        let mut sql = tx.sql();
+        match sql.dialect() {
+            Dialect::Sqlite => sql
+                .push("SELECT CAST(MAX(rowid) AS TEXT) AS last FROM members WHERE id IN (SELECT member_id FROM runs WHERE ")
+                .in_ids("id", &ids)
+                .push(")"),
+            Dialect::Postgres => sql.push("SELECT MAX(member_id) AS last FROM runs WHERE ").in_ids("id", &ids),
         };
-        let runs: Vec<NewRun> = members
-            .into_iter()
-            .map(|member_id| NewRun {
-                member_id,
-                journey_id: journey_id.to_string(),
-                version: version.to_string(),
-                first_step: first_step.to_string(),
-                trigger_key: trigger_key.to_string(),
-                trigger_event_id: None,
-            })
-            .collect();
-        let created = insert_runs(&mut tx, &runs, now).await?;
+        let last = tx.fetch(sql, |r| r.text("last")).await?.into_iter().next().flatten();
         tx.commit().await?;
-        Ok((created.len() as u64, Some(last)))
+        Ok((ids.len() as u64, last))
     }
 
     /// Claims up to `limit` runs that are due, for `lease`.
