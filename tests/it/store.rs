@@ -334,3 +334,55 @@ fn assert_uses_an_index(dialect: Dialect, what: &str, plan: &[String]) {
     };
     assert!(!full_scan, "{what} scans every member:\n{}", plan.join("\n"));
 }
+
+on_both_engines! {
+    async fn a_firing_enrolls_its_audience_in_chunks_each_member_once_and_resumes_after_a_crash(store) {
+        use tidings::store::runs::Reentry;
+        // Inserted out of id order, so the database's row order is not the id order.
+        let ids = ["m-7", "m-2", "m-9", "m-1", "m-5", "m-3", "m-8"];
+        let rows: Vec<MemberImport> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| row(id, json!({ "tier": if i % 3 == 2 { "silver" } else { "gold" } })))
+            .collect();
+        import(&store, &rows).await;
+        let gold: Vec<&str> = ids.iter().enumerate().filter(|(i, _)| i % 3 != 2).map(|(_, id)| *id).collect();
+        let audience = condition::parse(r#"tier == "gold""#).unwrap();
+        let enroll = |cursor: Option<String>| {
+            let (store, audience) = (store.clone(), audience.clone());
+            async move {
+                store
+                    .enroll_audience("vip", "v1", "hello", "schedule:1", Some(&audience), Reentry::Always, cursor.as_deref(), 2, now())
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // The first chunk, then the worker "crashes": the firing starts over from no cursor.
+        let (first, cursor) = enroll(None).await;
+        assert_eq!(first, 2);
+        assert!(cursor.is_some());
+        let mut total = first;
+        let mut cursor = None;
+        let mut chunks = 0;
+        loop {
+            let (n, next) = enroll(cursor).await;
+            assert!(n <= 2, "a chunk holds at most the limit");
+            total += n;
+            chunks += 1;
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+            assert!(chunks < 10, "the cursor moves forward");
+        }
+        assert_eq!(total, gold.len() as u64, "every gold member once, none twice");
+        for id in ids {
+            let runs = store.runs_of(id, 10).await.unwrap();
+            let expected = usize::from(gold.contains(&id));
+            assert_eq!(runs.len(), expected, "{id}: {runs:?}");
+        }
+        let entered = store.journal_of(None, 100).await.unwrap().into_iter().filter(|j| j.action == "enter").count();
+        assert_eq!(entered, gold.len(), "one `enter` line a run");
+    }
+}
