@@ -12,8 +12,11 @@
 //! smtp-sink and smtp-source come from `../shared/tools/get-smtp-sink` (or
 //! `SMTP_SINK_BIN=/dir/with/both`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
+
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -32,52 +35,6 @@ use tidings::template::{
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tools() -> PathBuf {
-    if let Ok(dir) = std::env::var("SMTP_SINK_BIN") {
-        return PathBuf::from(dir);
-    }
-    let script = root().join("../shared/tools/get-smtp-sink");
-    let output = Command::new("bash").arg(&script).output().expect("run get-smtp-sink");
-    assert!(output.status.success(), "get-smtp-sink failed: {}", String::from_utf8_lossy(&output.stderr));
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim().lines().last().unwrap())
-}
-
-struct Sink(Child);
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn start_sink(tools: &Path, port: u16) -> Sink {
-    // Dropping the `Sink` kills and waits for the process.
-    let sink = Sink(
-        Command::new(tools.join("smtp-sink"))
-            .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "1024"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start smtp-sink"),
-    );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return sink;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("smtp-sink did not listen on {port}");
 }
 
 /// Runs `work(i)` for i in 0..n on `concurrency` tasks; messages per second.
@@ -117,9 +74,9 @@ struct Fixture {
 
 impl Fixture {
     fn load() -> Fixture {
-        let (catalog, diagnostics) = TemplateCatalog::load(&root().join("templates"));
+        let (catalog, diagnostics) = TemplateCatalog::load(&smtp_sink::root().join("templates"));
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
-        let text = std::fs::read_to_string(root().join("tests/fixtures/templates/member.json")).unwrap();
+        let text = std::fs::read_to_string(smtp_sink::root().join("tests/fixtures/templates/member.json")).unwrap();
         let member = serde_json::from_str(&text).unwrap();
         let signer = LinkSigner::new("https://t.example", b"bench-link-secret-0123456789abcdef").unwrap();
         Fixture { catalog, member, signer }
@@ -178,7 +135,7 @@ fn smtp_source(tools: &Path, port: u16, n: usize, concurrency: usize, size: usiz
     let status = Command::new(tools.join("smtp-source"))
         .args(["-d", "-s", &concurrency.to_string(), "-m", &n.to_string(), "-l", &size.to_string()])
         .args(["-f", "hello@teahouse.example", "-t", "member@example.com", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
+        .stdout(std::process::Stdio::null())
         .status()
         .expect("run smtp-source");
     assert!(status.success(), "smtp-source failed");
@@ -201,7 +158,7 @@ fn main() {
         }
         return;
     }
-    let tools = tools();
+    let tools = smtp_sink::tools();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let fixture = Arc::new(fixture_for_profile);
 
@@ -213,8 +170,8 @@ fn main() {
     println!("machine: {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
 
     for concurrency in concurrencies {
-        let port = free_port();
-        let _sink = start_sink(&tools, port);
+        let port = smtp_sink::free_port();
+        let _sink = smtp_sink::start(&tools, port);
         println!("\nconcurrency {concurrency} (connections = sessions = tasks), smtp-sink on 127.0.0.1:{port}");
 
         let source = smtp_source(&tools, port, n, concurrency, size);

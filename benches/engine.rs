@@ -4,7 +4,8 @@
 //!    trigger whose audience (`lifecycle == "dormant" and email_consent`) matches 100,000 of
 //!    1,000,000 members fires (target ≤ 3 s);
 //! 2. **advance**: the enrolled runs are decided (target ≥ 20,000 runs/s);
-//! 3. **send**: their deliveries are rendered and written to the outbox, end to end;
+//! 3. **send**: their deliveries are rendered (signed links, open pixel) and sent over SMTP
+//!    into Postfix's `smtp-sink` (`TIDINGS_BENCH_CHANNEL=outbox`: written to `outbox/`);
 //! 4. **rss**: 1,000,000 runs waiting (plus the ones above) and a real `tidings worker`
 //!    process on the database (the runs wait until 2099, so it idles as a real worker does
 //!    between firings): its peak resident memory (`VmHWM`) after 15 s of ticks, and how
@@ -13,10 +14,16 @@
 //! ```sh
 //! cargo bench --bench engine                              # 1,000,000 members
 //! TIDINGS_BENCH_MEMBERS=100000 cargo bench --bench engine
+//! TIDINGS_BENCH_CHANNEL=outbox cargo bench --bench engine  # no smtp-sink
 //! ```
+//!
+//! `smtp-sink` comes from `../shared/tools/get-smtp-sink` (or `SMTP_SINK_BIN`).
 //!
 //! Members are generated with one set-based `INSERT … SELECT` (what they are matters, not how
 //! they got there: `benches/member_state.rs` measures the importer). One run, wall-clock time.
+
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -90,7 +97,8 @@ async fn seed_waiting_runs(store: &Store, version: &str) {
     .unwrap();
 }
 
-async fn engine(dir: &Path, store: Store, now: DateTime<Utc>) -> Engine {
+/// `smtp_url`: send email over SMTP there; none: to the outbox folder.
+async fn engine(dir: &Path, store: Store, now: DateTime<Utc>, smtp_url: Option<&str>) -> Engine {
     let config = Config::load(&dir.join("tidings.toml"), true, |_| None).unwrap();
     let sources = Sources::standard(&config.workflows_dir, &config.templates_dir).unwrap();
     let project = Project::load(&sources, config.timezone());
@@ -99,7 +107,13 @@ async fn engine(dir: &Path, store: Store, now: DateTime<Utc>) -> Engine {
     let links = LinkSigner::new(&config.public_url, b"bench-link-secret-0123456789").unwrap();
     let policies = engine::policies(&config).unwrap();
     let options = engine::Options::from_config(&config, links);
-    Engine::new(store, registry, policies, config.state_settings(), Channels::outbox(dir.join("outbox")), options)
+    let channels = match smtp_url {
+        Some(url) => {
+            Channels::from_config(&config, |name| (name == "TIDINGS_SMTP_URL").then(|| url.to_string())).unwrap()
+        }
+        None => Channels::outbox(dir.join("outbox")),
+    };
+    Engine::new(store, registry, policies, config.state_settings(), channels, options)
 }
 
 fn per_second(n: usize, elapsed: Duration) -> String {
@@ -121,7 +135,11 @@ async fn main() {
     let db = dir.path().join("bench.db");
     write(
         &dir.path().join("tidings.toml"),
-        &format!("database_url = \"sqlite://{}\"\n[engine]\ncatch_up = \"1h\"\n", db.display()),
+        &format!(
+            "database_url = \"sqlite://{}\"\n[engine]\ncatch_up = \"1h\"\n[channels.email]\nconnections = {}\n",
+            db.display(),
+            std::env::var("TIDINGS_BENCH_SMTP_CONNECTIONS").unwrap_or_else(|_| "8".into())
+        ),
     );
     write(&dir.path().join("workflows/comeback.yaml"), JOURNEY);
     write(&dir.path().join("templates/comeback/offer.email.hbs"), TEMPLATE);
@@ -133,7 +151,14 @@ async fn main() {
 
     // 10:00 Shanghai on 1 June 2026 is 02:00Z; start just after it.
     let now: DateTime<Utc> = "2026-06-01T02:00:05Z".parse().unwrap();
-    let engine = engine(dir.path(), store.clone(), now).await;
+    let outbox = std::env::var("TIDINGS_BENCH_CHANNEL").is_ok_and(|c| c == "outbox");
+    let (_sink, smtp_url) = if outbox {
+        (None, None)
+    } else {
+        let port = smtp_sink::free_port();
+        (Some(smtp_sink::start(&smtp_sink::tools(), port)), Some(format!("smtp://127.0.0.1:{port}")))
+    };
+    let engine = engine(dir.path(), store.clone(), now, smtp_url.as_deref()).await;
 
     // The day's first trigger phase, before the firing, refreshes lifecycle, CLV and RFM
     // over the whole base (once per UTC day): timed on its own, so `enroll` is the firing.
@@ -155,7 +180,16 @@ async fn main() {
     let started = Instant::now();
     let sent = engine.send(now).await.unwrap();
     let send = started.elapsed();
-    println!("send       {sent} emails rendered and written to the outbox in {send:.2?} ({})", per_second(sent, send));
+    let to = if outbox { "written to the outbox" } else { "sent into smtp-sink" };
+    println!("send       {sent} emails rendered and {to} in {send:.2?} ({})", per_second(sent, send));
+    if let Store::Sqlite(pool) = &store {
+        let statuses: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        println!("deliveries {statuses:?}");
+    }
     let end_to_end = enroll + advance + send;
     println!("end-to-end {sent} deliveries from the firing in {end_to_end:.2?} ({})", per_second(sent, end_to_end));
     drop(engine);

@@ -1,9 +1,12 @@
-//! Due deliveries: claim a batch, render each for its member with its signed links, send
-//! concurrently, and write the outcomes a group at a time as sends finish (one transaction
-//! per group of `send_concurrency`). A delivery is claimed (`sending`, with a lease) before
-//! it is sent and settled after, so a crash re-sends at most the group in flight.
+//! Due deliveries: claim a batch, render each for its member with its signed links just
+//! before it is sent, send concurrently, and write the outcomes as sends finish (one
+//! transaction for all that finished while the last one was written). A delivery is
+//! claimed (`sending`, with a lease) before it is sent and settled after, so a crash
+//! re-sends at most what was in flight or not yet written.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
@@ -27,106 +30,138 @@ impl Engine {
         let members = self.store.members(&member_ids).await?;
         let event_ids: Vec<String> = claimed.iter().filter_map(|d| d.trigger_event_id.clone()).collect();
         let events = self.store.events_by_id(&event_ids).await?;
-
-        let mut outcomes: Vec<(ClaimedDelivery, DeliveryOutcome)> = Vec::with_capacity(claimed.len());
-        let mut ready: Vec<(ClaimedDelivery, Outgoing)> = Vec::with_capacity(claimed.len());
-        {
+        // The journeys' names and the templates, looked up once a batch: the registry is
+        // not held while sending.
+        let (templates, names) = {
             let mut registry = self.registry.lock().await;
-            for d in claimed {
-                let journey = registry.version(&self.store, &d.journey_id, &d.version).await?;
-                let templates = std::sync::Arc::clone(&registry.templates);
-                let member = members.get(&d.member_id);
-                let (Some(member), Some(channel), Some(template)) =
-                    (member, Channel::parse(&d.channel), d.template.clone())
-                else {
-                    let error = "the member, channel or template of this delivery is gone".to_string();
-                    outcomes.push((d, DeliveryOutcome::Failed { error, suppress: false }));
-                    continue;
-                };
-                let links = self.options.links.for_delivery(d.id, &d.member_id, channel);
-                let unsubscribe = links.unsubscribe_url();
-                let context = MessageContext {
-                    member: member_value(member, now, self.policies.default_timezone),
-                    event: d
-                        .trigger_event_id
-                        .as_ref()
-                        .and_then(|id| events.get(id))
-                        .map(event_value)
-                        .unwrap_or_else(|| serde_json::json!({})),
-                    journey: JourneyInfo {
-                        id: d.journey_id.clone(),
-                        name: journey.as_ref().map(|j| j.name.clone()).unwrap_or_else(|| d.journey_id.clone()),
-                    },
-                    step: StepInfo { id: d.step.clone() },
-                    variant: d.variant.clone(),
-                    vars: d.vars.as_object().cloned().unwrap_or_default(),
-                    links: Links { unsubscribe: unsubscribe.clone(), preferences: unsubscribe.clone() },
-                    shop: self.options.shop.clone(),
-                };
-                // Email links are tracked (signed click redirects and the open pixel) unless
-                // the template says `tracking: false`; SMS and push keep links as written,
-                // short enough for a segment and a notification.
-                let tracker: &dyn LinkTracker = if channel == Channel::Email { &links } else { &Untracked };
-                let options = RenderOptions { default_timezone: self.policies.default_timezone, links: tracker };
-                match templates.render(&template, channel, &context, &options) {
-                    Ok(message) => {
-                        let outgoing = Outgoing {
-                            delivery_id: d.id,
-                            member_id: d.member_id.clone(),
-                            channel,
-                            to: d.address.clone().unwrap_or_default(),
-                            message,
-                            unsubscribe_url: Some(unsubscribe),
-                        };
-                        ready.push((d, outgoing));
-                    }
-                    // A template that does not render for this member never will: fail it
-                    // (recorded with the reason), never send a message with a hole.
-                    Err(e) => outcomes.push((d, DeliveryOutcome::Failed { error: e.to_string(), suppress: false })),
+            let mut names: HashMap<(String, String), String> = HashMap::new();
+            for d in &claimed {
+                if let Entry::Vacant(name) = names.entry((d.journey_id.clone(), d.version.clone())) {
+                    let journey = registry.version(&self.store, &d.journey_id, &d.version).await?;
+                    name.insert(journey.map_or_else(|| d.journey_id.clone(), |j| j.name.clone()));
                 }
             }
-        }
+            (Arc::clone(&registry.templates), names)
+        };
+        let render = |d: &ClaimedDelivery| -> Result<Outgoing, DeliveryOutcome> {
+            let (Some(member), Some(channel), Some(template)) =
+                (members.get(&d.member_id), Channel::parse(&d.channel), d.template.as_deref())
+            else {
+                let error = "the member, channel or template of this delivery is gone".to_string();
+                return Err(DeliveryOutcome::Failed { error, suppress: false });
+            };
+            let links = self.options.links.for_delivery(d.id, &d.member_id, channel);
+            let unsubscribe = links.unsubscribe_url();
+            let context = MessageContext {
+                member: member_value(member, now, self.policies.default_timezone),
+                event: d
+                    .trigger_event_id
+                    .as_ref()
+                    .and_then(|id| events.get(id))
+                    .map(event_value)
+                    .unwrap_or_else(|| serde_json::json!({})),
+                journey: JourneyInfo {
+                    id: d.journey_id.clone(),
+                    name: names.get(&(d.journey_id.clone(), d.version.clone())).cloned().unwrap_or_default(),
+                },
+                step: StepInfo { id: d.step.clone() },
+                variant: d.variant.clone(),
+                vars: d.vars.as_object().cloned().unwrap_or_default(),
+                links: Links { unsubscribe: unsubscribe.clone(), preferences: unsubscribe.clone() },
+                shop: self.options.shop.clone(),
+            };
+            // Email links are tracked (signed click redirects and the open pixel) unless the
+            // template says `tracking: false`; SMS and push keep links as written, short
+            // enough for a segment and a notification.
+            let tracker: &dyn LinkTracker = if channel == Channel::Email { &links } else { &Untracked };
+            let options = RenderOptions { default_timezone: self.policies.default_timezone, links: tracker };
+            match templates.render(template, channel, &context, &options) {
+                Ok(message) => Ok(Outgoing {
+                    delivery_id: d.id,
+                    member_id: d.member_id.clone(),
+                    channel,
+                    to: d.address.clone().unwrap_or_default(),
+                    message,
+                    unsubscribe_url: Some(unsubscribe),
+                }),
+                // A template that does not render for this member never will: fail it
+                // (recorded with the reason), never send a message with a hole.
+                Err(e) => Err(DeliveryOutcome::Failed { error: e.to_string(), suppress: false }),
+            }
+        };
 
-        let count = ready.len() + outcomes.len();
-        let mut in_flight: HashSet<i64> = ready.iter().map(|(d, _)| d.id).collect();
-        // Outcomes are written as sends finish, a group at a time: a crash re-sends at most
-        // the group in flight, not the whole claimed batch, and a commit still carries many.
-        let channels = &self.channels;
+        let count = claimed.len();
+        let mut in_flight: HashSet<i64> = claimed.iter().map(|d| d.id).collect();
+        // Two halves run side by side in this task. The first renders each message just
+        // before it is sent and keeps `send_concurrency` sends in flight; the second writes
+        // the outcomes as they come, all that finished while it wrote the last ones in one
+        // transaction. Neither waits for the other: rendering overlaps the network, and the
+        // network the database (writing a group used to pause every send in flight: 4,200
+        // -> 8,800 emails/s into smtp-sink). A send starts only with one of
+        // 2 × `send_concurrency` slots, freed when its outcome is committed, so a crash
+        // re-sends at most that many: the ones in flight and the ones not yet written.
         let group = self.options.send_concurrency.max(1);
-        let mut finished = futures_util::stream::iter(ready)
-            .map(|(d, out)| async move {
-                let started = std::time::Instant::now();
-                let result = channels.send(&out).await;
-                crate::telemetry::record_send_result(out.channel, &result, started.elapsed());
-                (d, out, result)
-            })
-            .buffer_unordered(group)
-            .ready_chunks(group);
+        let slots = tokio::sync::Semaphore::new(2 * group);
+        let (finished_tx, mut finished) = tokio::sync::mpsc::unbounded_channel();
+        let (render, channels, slots) = (&render, &self.channels, &slots);
+        let send = async move {
+            let mut sends = futures_util::stream::iter(claimed)
+                .map(|d| async move {
+                    let slot = slots.acquire().await.expect("the semaphore is never closed");
+                    let done = match render(&d) {
+                        Ok(out) => {
+                            let started = std::time::Instant::now();
+                            let result = channels.send(&out).await;
+                            crate::telemetry::record_send_result(out.channel, &result, started.elapsed());
+                            Finished::Sent(d, Box::new(out), result)
+                        }
+                        Err(outcome) => Finished::Unsent(d, outcome),
+                    };
+                    (done, slot)
+                })
+                .buffer_unordered(group);
+            while let Some(done) = sends.next().await {
+                // The receiver is gone only when writing failed, and then this is dropped.
+                let _ = finished_tx.send(done);
+            }
+            Ok::<(), EngineError>(())
+        };
         let mut unregistered = Vec::new();
-        // A batch that takes a while renews its claim on what it has not sent yet, so the
-        // lease only runs out for a worker that stopped.
-        let started = std::time::Instant::now();
-        let mut held = started;
-        let renew_every = (self.options.lease / 3).to_std().unwrap_or_default();
-        loop {
-            let sent = finished.next().await.unwrap_or_default();
-            if sent.is_empty() && outcomes.is_empty() {
-                break;
+        let record = async {
+            // A batch that takes a while renews its claim on what it has not sent yet, so
+            // the lease only runs out for a worker that stopped.
+            let started = std::time::Instant::now();
+            let mut held = started;
+            let renew_every = (self.options.lease / 3).to_std().unwrap_or_default();
+            let mut done = Vec::with_capacity(2 * group);
+            while finished.recv_many(&mut done, 2 * group).await > 0 {
+                let (finished_now, slots): (Vec<Finished>, Vec<_>) = done.drain(..).unzip();
+                let outcomes: Vec<(ClaimedDelivery, DeliveryOutcome)> = finished_now
+                    .into_iter()
+                    .map(|f| match f {
+                        Finished::Sent(d, out, result) => {
+                            in_flight.remove(&d.id);
+                            let outcome = self.outcome(&d, &out, result, now, &mut unregistered);
+                            (d, outcome)
+                        }
+                        Finished::Unsent(d, outcome) => {
+                            in_flight.remove(&d.id);
+                            (d, outcome)
+                        }
+                    })
+                    .collect();
+                self.store.record_outcomes(&outcomes, now).await?;
+                drop(slots);
+                if held.elapsed() >= renew_every && !in_flight.is_empty() {
+                    let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+                    let ids: Vec<i64> = in_flight.iter().copied().collect();
+                    self.store.hold_deliveries(&ids, now + elapsed + self.options.lease).await?;
+                    held = std::time::Instant::now();
+                }
             }
-            for (d, out, result) in sent {
-                in_flight.remove(&d.id);
-                let outcome = self.outcome(&d, &out, result, now, &mut unregistered);
-                outcomes.push((d, outcome));
-            }
-            self.store.record_outcomes(&outcomes, now).await?;
-            outcomes.clear();
-            if held.elapsed() >= renew_every && !in_flight.is_empty() {
-                let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
-                let ids: Vec<i64> = in_flight.iter().copied().collect();
-                self.store.hold_deliveries(&ids, now + elapsed + self.options.lease).await?;
-                held = std::time::Instant::now();
-            }
-        }
+            Ok::<(), EngineError>(())
+        };
+        tokio::try_join!(send, record)?;
         for (member, token) in unregistered {
             self.store.remove_push_token(&member, &token, now, &self.settings).await?;
         }
@@ -164,4 +199,12 @@ impl Engine {
             }
         }
     }
+}
+
+/// A delivery the send half is done with.
+enum Finished {
+    /// Rendered and handed to its channel, with the channel's answer.
+    Sent(ClaimedDelivery, Box<Outgoing>, Result<crate::channels::Receipt, SendError>),
+    /// Not sendable (its member or template is gone, or it does not render).
+    Unsent(ClaimedDelivery, DeliveryOutcome),
 }

@@ -1,0 +1,57 @@
+//! Postfix's `smtp-sink` for the benches: found (or fetched without a mail server) by
+//! `../shared/tools/get-smtp-sink`, or taken from `SMTP_SINK_BIN=/dir/with/smtp-sink`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The project root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The folder holding `smtp-sink` and `smtp-source`.
+pub fn tools() -> PathBuf {
+    if let Ok(dir) = std::env::var("SMTP_SINK_BIN") {
+        return PathBuf::from(dir);
+    }
+    let script = root().join("../shared/tools/get-smtp-sink");
+    let output = Command::new("bash").arg(&script).output().expect("run get-smtp-sink");
+    assert!(output.status.success(), "get-smtp-sink failed: {}", String::from_utf8_lossy(&output.stderr));
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim().lines().last().unwrap())
+}
+
+/// A running `smtp-sink`, killed when dropped.
+pub struct Sink(Child);
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nothing listens on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `smtp-sink` on `127.0.0.1:{port}` and waits until it accepts connections.
+pub fn start(tools: &Path, port: u16) -> Sink {
+    // Dropping the `Sink` kills and waits for the process.
+    let sink = Sink(
+        Command::new(tools.join("smtp-sink"))
+            .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "1024"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start smtp-sink"),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return sink;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("smtp-sink did not listen on {port}");
+}
