@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use super::{Arg, ReadRow, Store, StoreError, Tx};
+use super::{Arg, ReadRow, Store, StoreError, Tx, chunks};
 use crate::member::Member;
 
 /// A delivery claimed for sending.
@@ -174,35 +174,63 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        for (d, outcome) in outcomes {
+        // One `UPDATE … FROM (VALUES …)` per chunk, not one per delivery: a statement is a
+        // round trip to SQLite's connection thread, and this runs while sends wait for it.
+        for chunk in chunks(outcomes, 8) {
             let mut sql = tx.sql();
-            match outcome {
-                DeliveryOutcome::Sent { provider_message_id, subject } => {
-                    sql.push("UPDATE deliveries SET status = 'sent', claimed_until = NULL, sent_at = ")
-                        .bind(Arg::Timestamp(Some(now)))
-                        .push(", provider_message_id = ")
-                        .bind(Arg::Text(provider_message_id.clone()))
-                        .push(", subject = ")
-                        .bind(Arg::Text(subject.clone()));
-                }
-                DeliveryOutcome::Retry { at, error } => {
-                    sql.push("UPDATE deliveries SET status = 'pending', claimed_until = NULL, next_attempt_at = ")
-                        .bind(Arg::Timestamp(Some(*at)))
-                        .push(", last_error = ")
-                        .bind(Arg::text(error));
-                }
-                DeliveryOutcome::Failed { error, suppress } => {
-                    sql.push("UPDATE deliveries SET status = 'failed', claimed_until = NULL, reason = ")
-                        .bind(Arg::text(if *suppress { "permanent_failure" } else { "failed" }))
-                        .push(", last_error = ")
-                        .bind(Arg::text(error));
-                    if let (true, Some(address)) = (*suppress, &d.address) {
-                        insert_suppression(&mut tx, &d.channel, address, error, now).await?;
+            sql.push(
+                "WITH v (id, status, sent_at, provider_message_id, subject, next_attempt_at, reason, last_error) \
+                 AS (VALUES ",
+            );
+            for (i, (d, outcome)) in chunk.iter().enumerate() {
+                let (status, sent_at, provider_message_id, subject, next_attempt_at, reason, last_error) = match outcome
+                {
+                    DeliveryOutcome::Sent { provider_message_id, subject } => {
+                        ("sent", Some(now), provider_message_id.clone(), subject.clone(), None, None, None)
                     }
-                }
+                    DeliveryOutcome::Retry { at, error } => {
+                        ("pending", None, None, None, Some(*at), None, Some(error.clone()))
+                    }
+                    DeliveryOutcome::Failed { error, suppress } => {
+                        let reason = if *suppress { "permanent_failure" } else { "failed" };
+                        ("failed", None, None, None, None, Some(reason.to_string()), Some(error.clone()))
+                    }
+                };
+                sql.values_row(
+                    i == 0,
+                    [
+                        Arg::Int(Some(d.id)),
+                        Arg::text(status),
+                        Arg::Timestamp(sent_at),
+                        Arg::Text(provider_message_id),
+                        Arg::Text(subject),
+                        Arg::Timestamp(next_attempt_at),
+                        Arg::Text(reason),
+                        Arg::Text(last_error),
+                    ],
+                );
             }
-            sql.push(" WHERE id = ").bind(Arg::Int(Some(d.id))).push(" AND status = 'sending'");
+            // Each outcome sets what it owns and leaves the rest as it was: a send its time,
+            // provider id and subject; a retry its next attempt and error; a failure its
+            // reason and error.
+            sql.push(
+                ") UPDATE deliveries SET status = v.status, claimed_until = NULL, \
+                 sent_at = CASE WHEN v.status = 'sent' THEN v.sent_at ELSE deliveries.sent_at END, \
+                 provider_message_id = CASE WHEN v.status = 'sent' THEN v.provider_message_id \
+                     ELSE deliveries.provider_message_id END, \
+                 subject = CASE WHEN v.status = 'sent' THEN v.subject ELSE deliveries.subject END, \
+                 next_attempt_at = CASE WHEN v.status = 'pending' THEN v.next_attempt_at \
+                     ELSE deliveries.next_attempt_at END, \
+                 reason = CASE WHEN v.status = 'failed' THEN v.reason ELSE deliveries.reason END, \
+                 last_error = CASE WHEN v.status = 'sent' THEN deliveries.last_error ELSE v.last_error END \
+                 FROM v WHERE deliveries.id = v.id AND deliveries.status = 'sending'",
+            );
             tx.execute(sql).await?;
+        }
+        for (d, outcome) in outcomes {
+            if let (DeliveryOutcome::Failed { error, suppress: true }, Some(address)) = (outcome, &d.address) {
+                insert_suppression(&mut tx, &d.channel, address, error, now).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
