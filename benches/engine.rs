@@ -1,4 +1,4 @@
-//! The engine at scale, on SQLite (the embedded default), with the outbox channel:
+//! The engine at scale, on SQLite (the embedded default), sending email into `smtp-sink`:
 //!
 //! 1. **enroll**: after the day's refresh of derived state (timed apart), a schedule
 //!    trigger whose audience (`lifecycle == "dormant" and email_consent`) matches 100,000 of
@@ -15,6 +15,7 @@
 //! cargo bench --bench engine                              # 1,000,000 members
 //! TIDINGS_BENCH_MEMBERS=100000 cargo bench --bench engine
 //! TIDINGS_BENCH_CHANNEL=outbox cargo bench --bench engine  # no smtp-sink
+//! TIDINGS_BENCH_SMTP_CONNECTIONS=32 cargo bench --bench engine  # default 8, as `serve`
 //! ```
 //!
 //! `smtp-sink` comes from `../shared/tools/get-smtp-sink` (or `SMTP_SINK_BIN`).

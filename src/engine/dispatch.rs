@@ -138,16 +138,16 @@ impl Engine {
                 let (finished_now, slots): (Vec<Finished>, Vec<_>) = done.drain(..).unzip();
                 let outcomes: Vec<(ClaimedDelivery, DeliveryOutcome)> = finished_now
                     .into_iter()
-                    .map(|f| match f {
-                        Finished::Sent(d, out, result) => {
-                            in_flight.remove(&d.id);
-                            let outcome = self.outcome(&d, &out, result, now, &mut unregistered);
-                            (d, outcome)
-                        }
-                        Finished::Unsent(d, outcome) => {
-                            in_flight.remove(&d.id);
-                            (d, outcome)
-                        }
+                    .map(|f| {
+                        let (d, outcome) = match f {
+                            Finished::Sent(d, out, result) => {
+                                let outcome = self.outcome(&d, &out, result, now, &mut unregistered);
+                                (d, outcome)
+                            }
+                            Finished::Unsent(d, outcome) => (d, outcome),
+                        };
+                        in_flight.remove(&d.id);
+                        (d, outcome)
                     })
                     .collect();
                 self.store.record_outcomes(&outcomes, now).await?;

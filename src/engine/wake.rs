@@ -48,12 +48,12 @@ impl Engine {
     /// store what is due ([`crate::store::Store::due_at`]: index reads, asked again after a
     /// phase did work) and skips a phase that would claim nothing. It proves it is done by
     /// that same question instead of one more whole tick. And it looks for trigger firings
-    /// only when one can be due. In between, a polling clock's date scans would each have found no firing and moved
-    /// their cursor on — so before the next scan, the cursors are moved to `last`, and the
-    /// scan covers `(last, now]` with the members as they are, exactly the windows polling
-    /// would have covered since. (A schedule with no firing changes nothing at all.) The
-    /// date scans load every member whose date is near: between firings they were most of
-    /// the work of a tick.
+    /// only when one can be due. In between, a polling clock's date scans would each have
+    /// found no firing and moved their cursor on — so before the next scan, the cursors are
+    /// moved to `last`, and the scan covers `(last, now]` with the members as they are,
+    /// exactly the windows polling would have covered since. (A schedule with no firing
+    /// changes nothing at all.) The date scans load every member whose date is near: between
+    /// firings they were most of the work of a tick.
     pub async fn settle_jump(
         &self,
         now: DateTime<Utc>,

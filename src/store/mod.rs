@@ -94,8 +94,9 @@ fn is_postgres(url: &str) -> bool {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Workload {
     /// `serve`, `worker` and the short commands: a process that runs for weeks over a large
-    /// base. A small page cache and no memory map, so its resident memory stays near what
-    /// the engine itself holds (measured in the README's engine section).
+    /// base. A small page cache, no memory map and temporary storage in files (the daily
+    /// refresh's whole-base `UPDATE` builds a temporary B-tree), so its resident memory
+    /// stays near what the engine itself holds (measured in the README's engine section).
     #[default]
     Service,
     /// `tidings import`: batched upserts touch many index pages and building the indexes at
@@ -120,8 +121,8 @@ impl Workload {
 }
 
 /// SQLite connection settings for every connection of the pool: WAL, `synchronous=NORMAL`
-/// (durable at each checkpoint, never corrupt), a generous busy timeout, foreign keys, the
-/// page cache and memory map of the [`Workload`], and in-memory temporary tables.
+/// (durable at each checkpoint, never corrupt), a generous busy timeout, foreign keys, and
+/// the page cache, memory map and temporary storage of the [`Workload`].
 pub fn sqlite_options(url: &str, workload: Workload) -> Result<SqliteConnectOptions, StoreError> {
     let (cache_size, mmap_size, temp_store) = workload.sqlite_memory();
     Ok(SqliteConnectOptions::from_str(url)?
