@@ -130,9 +130,17 @@ fn main() {
     let days: i64 = std::env::var("TIDINGS_BENCH_DAYS").ok().and_then(|v| v.parse().ok()).unwrap_or(365);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("a temporary directory");
+    // `TIDINGS_BENCH_KEEP=DIR` writes the fixtures there too, for `tidings simulate` by hand.
+    let keep = std::env::var_os("TIDINGS_BENCH_KEEP").map(std::path::PathBuf::from);
     let from: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
     let until = from + Duration::days(days);
     let (members, events) = generate(dir.path(), members, from, days).expect("write the fixtures");
+    if let Some(keep) = &keep {
+        std::fs::create_dir_all(keep).expect("the directory to keep the fixtures in");
+        for file in ["members.jsonl", "events.jsonl"] {
+            std::fs::copy(dir.path().join(file), keep.join(file)).expect("copy a fixture");
+        }
+    }
 
     let config = Config::load(&root.join("tests/fixtures/simulate/tidings.toml"), true, |_| None).unwrap();
     let sources = Sources::standard(&root.join("workflows"), &root.join("templates")).unwrap();

@@ -65,7 +65,7 @@ pub(super) fn may_enter(reentry: Reentry, last: Option<(DateTime<Utc>, bool)>, n
 
 impl Engine {
     pub(super) async fn process_inbox(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
-        if !self.store.take_lease(LEASE, &self.options.worker, now, self.options.lease).await? {
+        if !self.hold_lease(LEASE, now).await? {
             return Ok(0);
         }
         let mut settled = 0;

@@ -126,6 +126,8 @@ pub struct Engine {
     schedule_cursor: Mutex<HashMap<String, DateTime<Utc>>>,
     /// The last UTC day this process saw derived state refreshed (skips the claim after).
     derived_day: Mutex<Option<chrono::NaiveDate>>,
+    /// The leases this worker holds, and until when the store says so ([`Engine::hold_lease`]).
+    leases: std::sync::Mutex<HashMap<&'static str, DateTime<Utc>>>,
 }
 
 impl Engine {
@@ -146,6 +148,7 @@ impl Engine {
             options,
             schedule_cursor: Mutex::new(HashMap::new()),
             derived_day: Mutex::new(None),
+            leases: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -241,8 +244,32 @@ impl Engine {
         Ok(total)
     }
 
+    /// Whether this worker holds lease `name` at `now`, taking or renewing it in the store
+    /// only when less than half of it is left: a lease held until `until` cannot be taken
+    /// by anyone before then, so renewing it at every tick (five times a second when idle,
+    /// at every clock stop of a simulation) was a write transaction that changed nothing.
+    async fn hold_lease(&self, name: &'static str, now: DateTime<Utc>) -> Result<bool, EngineError> {
+        let held = self.held_leases().get(name).copied();
+        if held.is_some_and(|until| until - now > self.options.lease / 2) {
+            return Ok(true);
+        }
+        let taken = self.store.take_lease(name, &self.options.worker, now, self.options.lease).await?;
+        if taken {
+            self.held_leases().insert(name, now + self.options.lease);
+        } else {
+            self.held_leases().remove(name);
+        }
+        Ok(taken)
+    }
+
+    fn held_leases(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, DateTime<Utc>>> {
+        // The map is only ever written whole-entry, so a panic elsewhere cannot leave it torn.
+        self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Gives up this worker's leases (at shutdown).
     pub async fn release(&self) -> Result<(), EngineError> {
+        self.held_leases().clear();
         for lease in [inbox::LEASE, triggers::LEASE] {
             self.store.release_lease(lease, &self.options.worker).await?;
         }

@@ -27,7 +27,7 @@ const ENROLL_CHUNK: i64 = 5_000;
 
 impl Engine {
     pub(super) async fn fire_triggers(&self, now: DateTime<Utc>) -> Result<u64, EngineError> {
-        if !self.store.take_lease(LEASE, &self.options.worker, now, self.options.lease).await? {
+        if !self.hold_lease(LEASE, now).await? {
             return Ok(0);
         }
         self.refresh_derived(now).await?;
@@ -162,7 +162,19 @@ impl Engine {
             }
             DateField::Attribute(name) => DateQuery::Attribute(name.clone()),
         };
-        let candidates = self.store.date_candidates(&query).await?;
+        // Only members with a firing in the window are read whole (audience, entry rules).
+        let candidates: Vec<String> = self
+            .store
+            .date_candidates(&query)
+            .await?
+            .into_iter()
+            .filter(|candidate| {
+                let tz = self.policies.timezone_of(candidate);
+                trigger_date(field, candidate, tz)
+                    .is_some_and(|date| !timing::date_firings(&date, *at, *offset, tz, from, now).is_empty())
+            })
+            .map(|candidate| candidate.id)
+            .collect();
         let mut progress = Progress::default();
         for chunk in candidates.chunks(self.options.batch as usize) {
             let members = self.store.members(chunk).await?;

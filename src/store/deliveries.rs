@@ -95,16 +95,16 @@ fn read_claimed(r: &dyn ReadRow) -> Result<ClaimedDelivery, StoreError> {
 }
 
 impl Store {
-    /// Members by id, with tags (missing ids are left out).
+    /// Members by id, with tags (missing ids are left out): a statement per chunk of ids
+    /// and no transaction (each member is read whole by its own statement).
     pub async fn members(&self, ids: &[String]) -> Result<HashMap<String, Member>, StoreError> {
-        let mut tx = self.begin_read().await?;
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in super::chunks(ids, 1) {
-            for (id, stored) in super::members::load(&mut tx, chunk, false).await? {
-                out.insert(id, stored.member);
+            let sql = super::members::select_members(self.sql(), chunk, false);
+            for stored in self.fetch(sql, super::members::read_member).await? {
+                out.insert(stored.member.id.clone(), stored.member);
             }
         }
-        tx.commit().await?;
         Ok(out)
     }
 
@@ -133,11 +133,9 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let lock = if tx.dialect() == crate::condition::Dialect::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
         let mut sql = tx.sql();
-        let (until, at, n) = (
-            sql.arg(Arg::Timestamp(Some(now + lease))),
-            sql.arg(Arg::Timestamp(Some(now))),
-            sql.arg(Arg::Int(Some(limit))),
-        );
+        let (until, at) = (sql.arg(Arg::Timestamp(Some(now + lease))), sql.arg(Arg::Timestamp(Some(now))));
+        // The limit is written, not bound: see `Sql::limit`.
+        let n = limit;
         sql.push(&format!(
             "UPDATE deliveries SET status = 'sending', claimed_until = {until}, attempts = attempts + 1 WHERE id IN (\
              SELECT id FROM (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= {at} \

@@ -174,8 +174,8 @@ impl Store {
         let mut sql = self.sql();
         sql.push("SELECT id, member_id, name, occurred_at, properties FROM events WHERE member_id = ")
             .bind(Arg::Text(Some(member_id.to_string())))
-            .push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
-            .bind(Arg::Int(Some(limit)));
+            .push(" ORDER BY occurred_at DESC, id DESC")
+            .limit(limit);
         self.fetch(sql, read_event).await
     }
 

@@ -47,8 +47,8 @@ impl Store {
              converted_at FROM runs WHERE member_id = ",
         )
         .bind(Arg::Text(Some(member_id.to_string())))
-        .push(" ORDER BY entered_at DESC, id DESC LIMIT ")
-        .bind(Arg::Int(Some(limit)));
+        .push(" ORDER BY entered_at DESC, id DESC")
+        .limit(limit);
         self.fetch(sql, |r| {
             Ok(RunRow {
                 id: r.int("id")?.unwrap_or(0),
@@ -74,8 +74,8 @@ impl Store {
              FROM deliveries WHERE member_id = ",
         )
         .bind(Arg::Text(Some(member_id.to_string())))
-        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .bind(Arg::Int(Some(limit)));
+        .push(" ORDER BY created_at DESC, id DESC")
+        .limit(limit);
         self.fetch(sql, |r| {
             Ok(DeliveryRow {
                 journey_id: text(r, "journey_id")?,

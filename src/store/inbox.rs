@@ -54,9 +54,9 @@ impl Store {
         let mut sql = self.sql();
         sql.push(
             "SELECT e.id, e.member_id, e.name, e.occurred_at, e.properties FROM inbox i JOIN events e ON e.id = i.event_id \
-             ORDER BY i.received_at, e.occurred_at, e.id LIMIT ",
+             ORDER BY i.received_at, e.occurred_at, e.id",
         )
-        .bind(Arg::Int(Some(limit)));
+        .limit(limit);
         self.fetch(sql, read_event).await
     }
 

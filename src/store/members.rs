@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use super::{Arg, ReadRow, Store, StoreError, Tx, chunks};
+use super::{Arg, ReadRow, Sql, Store, StoreError, Tx, chunks};
 use crate::member::{Birthday, Event, Member};
 use crate::state::{self, AsOf, Group, Patch, Settings};
 
@@ -83,7 +83,7 @@ fn read_columns(baseline: bool) -> String {
     format!("{READ_COLUMNS}, {}", if baseline { "baseline" } else { "NULL AS baseline" })
 }
 
-fn read_member(row: &dyn ReadRow) -> Result<StoredMember, StoreError> {
+pub(crate) fn read_member(row: &dyn ReadRow) -> Result<StoredMember, StoreError> {
     let id = row.text("id")?.unwrap_or_default();
     let strings = |column: &str| -> Result<Vec<String>, StoreError> {
         match row.json(column)? {
@@ -130,7 +130,12 @@ fn read_member(row: &dyn ReadRow) -> Result<StoredMember, StoreError> {
         email_consent: row.boolean("email_consent")?,
         sms_consent: row.boolean("sms_consent")?,
         push_consent: row.boolean("push_consent")?,
-        tags: Vec::new(),
+        tags: {
+            // Byte order, as `Patch` sorts them (PostgreSQL's ORDER BY would use the collation).
+            let mut tags = strings("tags")?;
+            tags.sort();
+            tags
+        },
         attributes,
         lifecycle: row.text("lifecycle")?,
         rfm_r: row.int("rfm_r")?,
@@ -254,18 +259,8 @@ impl Store {
 
     /// One member as stored, with its tags (None when there is no such member).
     pub async fn member(&self, id: &str) -> Result<Option<Member>, StoreError> {
-        let mut sql = self.sql();
-        sql.push("SELECT ")
-            .push(&read_columns(false))
-            .push(" FROM members WHERE id = ")
-            .bind(Arg::Text(Some(id.to_string())));
-        let Some(stored) = self.fetch(sql, read_member).await?.pop() else { return Ok(None) };
-        let mut member = stored.member;
-        let mut sql = self.sql();
-        sql.push("SELECT tag FROM member_tags WHERE member_id = ").bind(Arg::Text(Some(id.to_string())));
-        member.tags = self.fetch(sql, |r| Ok(r.text("tag")?.unwrap_or_default())).await?;
-        member.tags.sort();
-        Ok(Some(member))
+        let sql = select_members(self.sql(), &[id.to_string()], false);
+        Ok(self.fetch(sql, read_member).await?.pop().map(|stored| stored.member))
     }
 
     /// How many members there are.
@@ -283,32 +278,29 @@ pub(crate) async fn load(
     ids: &[String],
     to_fold: bool,
 ) -> Result<HashMap<String, StoredMember>, StoreError> {
-    let mut out = HashMap::with_capacity(ids.len());
     if ids.is_empty() {
-        return Ok(out);
+        return Ok(HashMap::new());
     }
-    let mut sql = tx.sql();
-    sql.push("SELECT ").push(&read_columns(to_fold)).push(" FROM members WHERE ").in_list("id", ids.to_vec());
-    if to_fold && sql.dialect() == crate::condition::Dialect::Postgres {
+    let sql = select_members(tx.sql(), ids, to_fold);
+    Ok(tx.fetch(sql, read_member).await?.into_iter().map(|stored| (stored.member.id.clone(), stored)).collect())
+}
+
+/// `SELECT` of members by id with their tags, as one statement for [`read_member`]: the
+/// tags are a JSON array from a correlated subquery, so a read is one round trip to the
+/// database, not two (and needs no transaction to be consistent). `to_fold`: see [`load`].
+pub(crate) fn select_members(mut sql: Sql, ids: &[String], to_fold: bool) -> Sql {
+    let postgres = sql.dialect() == crate::condition::Dialect::Postgres;
+    let tags = if postgres { "json_agg(t.tag)" } else { "json_group_array(t.tag)" };
+    sql.push("SELECT ")
+        .push(&read_columns(to_fold))
+        .push(&format!(
+            ", (SELECT {tags} FROM member_tags t WHERE t.member_id = members.id) AS tags FROM members WHERE "
+        ))
+        .in_list("id", ids.to_vec());
+    if to_fold && postgres {
         sql.push(" ORDER BY id FOR UPDATE");
     }
-    for stored in tx.fetch(sql, read_member).await? {
-        out.insert(stored.member.id.clone(), stored);
-    }
-    let mut sql = tx.sql();
-    sql.push("SELECT member_id, tag FROM member_tags WHERE ").in_list("member_id", ids.to_vec());
-    for (member_id, tag) in
-        tx.fetch(sql, |r| Ok((r.text("member_id")?.unwrap_or_default(), r.text("tag")?.unwrap_or_default()))).await?
-    {
-        if let Some(stored) = out.get_mut(&member_id) {
-            stored.member.tags.push(tag);
-        }
-    }
-    // Byte order, as `Patch` sorts them (PostgreSQL's ORDER BY would use the collation).
-    for stored in out.values_mut() {
-        stored.member.tags.sort();
-    }
-    Ok(out)
+    sql
 }
 
 /// The state-changing events of these members, by member.

@@ -410,6 +410,15 @@ impl Sql {
         self
     }
 
+    /// ` LIMIT n`, with `n` written into the statement rather than bound. SQLite plans a
+    /// bound `LIMIT ?` with the value it holds and marks the prepared statement stale
+    /// whenever that parameter is bound again, so a cached statement with a bound limit
+    /// was compiled anew at every run (6% of a simulation's time). A number we format
+    /// ourselves cannot inject anything; each limit in use is one cached statement.
+    pub(crate) fn limit(&mut self, n: i64) -> &mut Sql {
+        self.push(&format!(" LIMIT {n}"))
+    }
+
     /// One row of a multi-row `VALUES` list, `(a, b, …)` with every value bound, after a
     /// `, ` unless it is the `first`.
     pub(crate) fn values_row(&mut self, first: bool, values: impl IntoIterator<Item = Arg>) -> &mut Sql {

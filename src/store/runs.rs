@@ -225,7 +225,7 @@ impl Store {
                 ));
             }
         }
-        let limit = sql.arg(Arg::Int(Some(limit)));
+        // The limit is written, not bound: see `Sql::limit`.
         sql.push(&format!(
             " ORDER BY {position} LIMIT {limit} ON CONFLICT (journey_id, member_id, trigger_key) DO NOTHING RETURNING id"
         ));
@@ -274,8 +274,8 @@ impl Store {
             .bind(Arg::Timestamp(Some(now)))
             .push(" AND (claimed_until IS NULL OR claimed_until <= ")
             .bind(Arg::Timestamp(Some(now)))
-            .push(") ORDER BY due_at LIMIT ")
-            .bind(Arg::Int(Some(limit)));
+            .push(") ORDER BY due_at")
+            .limit(limit);
         if tx.dialect() == Dialect::Postgres {
             sql.push(" FOR UPDATE SKIP LOCKED");
         }
@@ -372,7 +372,7 @@ impl Store {
         if let Some(member_id) = member_id {
             sql.push(" WHERE member_id = ").bind(Arg::text(member_id));
         }
-        sql.push(" ORDER BY at, id LIMIT ").bind(Arg::Int(Some(limit)));
+        sql.push(" ORDER BY at, id").limit(limit);
         self.fetch(sql, read_journal).await
     }
 }

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Arg, Store, StoreError};
+use crate::member::{Birthday, Member};
 
 /// A stored version of a journey file.
 #[derive(Debug, Clone)]
@@ -194,10 +195,28 @@ impl Store {
     }
 
     /// Members whose date field may fall in a scan window: yearly fields by month-day
-    /// (`MM-DD`, the birthday index), one-off timestamps by range.
-    pub async fn date_candidates(&self, field: &DateQuery) -> Result<Vec<String>, StoreError> {
+    /// (`MM-DD`, the birthday index), one-off timestamps by range. Each is read only as far
+    /// as a date trigger needs to tell whether it fires (id, time zone and the date
+    /// fields; for an attribute, that attribute): most candidates of a scan do not, and a
+    /// whole member costs several times as much to read.
+    pub async fn date_candidates(&self, field: &DateQuery) -> Result<Vec<Member>, StoreError> {
         let mut sql = self.sql();
-        sql.push("SELECT m.id FROM members m WHERE ");
+        // The attribute's value; its name is the statement's only argument (`Sql::arg`).
+        let attribute = match field {
+            DateQuery::Attribute(name) => {
+                let value = match sql.dialect() {
+                    crate::condition::Dialect::Sqlite => "json_extract(m.attributes, '$.' || ",
+                    crate::condition::Dialect::Postgres => "(m.attributes->>",
+                };
+                let name = sql.arg(Arg::text(name));
+                format!("CAST({value}{name}) AS TEXT)")
+            }
+            _ => "CAST(NULL AS TEXT)".to_string(),
+        };
+        sql.push(&format!(
+            "SELECT m.id, m.timezone, m.birthday, m.joined_at, m.points_expire_at, {attribute} AS attribute \
+             FROM members m WHERE "
+        ));
         match field {
             DateQuery::Birthday(days) => {
                 sql.in_list(super::members::birthday_month_day(sql.dialect()), days.clone());
@@ -215,15 +234,33 @@ impl Store {
                     .push(" AND m.points_expire_at <= ")
                     .bind(Arg::Timestamp(Some(*to)));
             }
-            DateQuery::Attribute(name) => {
-                let path = match sql.dialect() {
-                    crate::condition::Dialect::Sqlite => "json_extract(m.attributes, '$.' || ",
-                    crate::condition::Dialect::Postgres => "(m.attributes->>",
-                };
-                sql.push(path).bind(Arg::text(name)).push(") IS NOT NULL");
+            DateQuery::Attribute(_) => {
+                sql.push(&format!("{attribute} IS NOT NULL"));
             }
         }
-        self.fetch(sql, |r| Ok(r.text("id")?.unwrap_or_default())).await
+        self.fetch(sql, |r| {
+            let id = r.text("id")?.unwrap_or_default();
+            let birthday = match r.text("birthday")? {
+                None => None,
+                Some(text) => Some(
+                    Birthday::parse(&text).ok_or_else(|| StoreError::corrupt(format!("birthday of {id}"), &text))?,
+                ),
+            };
+            let mut attributes = serde_json::Map::new();
+            if let (DateQuery::Attribute(name), Some(value)) = (field, r.text("attribute")?) {
+                attributes.insert(name.clone(), value.into());
+            }
+            Ok(Member {
+                timezone: r.text("timezone")?,
+                birthday,
+                joined_at: r.timestamp("joined_at")?,
+                points_expire_at: r.timestamp("points_expire_at")?,
+                attributes,
+                id,
+                ..Member::default()
+            })
+        })
+        .await
     }
 }
 
