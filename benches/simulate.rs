@@ -4,7 +4,11 @@
 //! ```sh
 //! cargo bench --bench simulate
 //! TIDINGS_BENCH_MEMBERS=2000 TIDINGS_BENCH_DAYS=90 cargo bench --bench simulate
+//! TIDINGS_BENCH_KEEP=/tmp/year cargo bench --bench simulate   # keep the fixtures
 //! ```
+//!
+//! The kept `members.jsonl` and `events.jsonl` run by hand with `tidings simulate`, e.g.
+//! with `TIDINGS_LOG=sqlx::query=debug` for every statement and its time.
 //!
 //! The same code path as the command: `simulate::run_pinned` (one CPU, see there) imports the members, builds the
 //! engine as `serve` does and jumps the virtual clock from one instant with work to the
