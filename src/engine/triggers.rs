@@ -5,6 +5,7 @@
 //! row claimed once in the database (`firings`), and each run it creates is unique per
 //! (journey, member, firing), so two replicas firing the same tick enroll each member once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -162,27 +163,24 @@ impl Engine {
             }
             DateField::Attribute(name) => DateQuery::Attribute(name.clone()),
         };
-        // Only members with a firing in the window are read whole (audience, entry rules).
-        let candidates: Vec<String> = self
-            .store
-            .date_candidates(&query)
-            .await?
-            .into_iter()
-            .filter(|candidate| {
-                let tz = self.policies.timezone_of(candidate);
-                trigger_date(field, candidate, tz)
-                    .is_some_and(|date| !timing::date_firings(&date, *at, *offset, tz, from, now).is_empty())
-            })
-            .map(|candidate| candidate.id)
-            .collect();
+        // The firings in the window, from what the candidates were read with; only members
+        // with one are read whole (audience, entry rules).
+        let mut firings: BTreeMap<String, Vec<timing::DateFiring>> = BTreeMap::new();
+        for candidate in self.store.date_candidates(&query).await? {
+            let tz = self.policies.timezone_of(&candidate);
+            let Some(date) = trigger_date(field, &candidate, tz) else { continue };
+            let fires = timing::date_firings(&date, *at, *offset, tz, from, now);
+            if !fires.is_empty() {
+                firings.insert(candidate.id, fires);
+            }
+        }
+        let candidates: Vec<String> = firings.keys().cloned().collect();
         let mut progress = Progress::default();
         for chunk in candidates.chunks(self.options.batch as usize) {
             let members = self.store.members(chunk).await?;
             let last_entries = self.store.last_entries(chunk).await?;
             for member in members.values() {
-                let tz = self.policies.timezone_of(member);
-                let Some(date) = trigger_date(field, member, tz) else { continue };
-                for firing in timing::date_firings(&date, *at, *offset, tz, from, now) {
+                for firing in firings.get(&member.id).into_iter().flatten() {
                     // An anniversary is of a day at least a year gone, never the join day.
                     if *field == DateField::Member("joined_at")
                         && member

@@ -135,12 +135,11 @@ impl Store {
         let mut sql = tx.sql();
         let (until, at) = (sql.arg(Arg::Timestamp(Some(now + lease))), sql.arg(Arg::Timestamp(Some(now))));
         // The limit is written, not bound: see `Sql::limit`.
-        let n = limit;
         sql.push(&format!(
             "UPDATE deliveries SET status = 'sending', claimed_until = {until}, attempts = attempts + 1 WHERE id IN (\
              SELECT id FROM (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= {at} \
-             ORDER BY next_attempt_at LIMIT {n}{lock}) due \
-             UNION SELECT id FROM (SELECT id FROM deliveries WHERE status = 'sending' AND claimed_until <= {at} LIMIT {n}{lock}) lost) \
+             ORDER BY next_attempt_at LIMIT {limit}{lock}) due \
+             UNION SELECT id FROM (SELECT id FROM deliveries WHERE status = 'sending' AND claimed_until <= {at} LIMIT {limit}{lock}) lost) \
              RETURNING id, run_id, step, member_id, journey_id, journey_version, channel, template, variant, vars, \
              address, attempts"
         ));
