@@ -199,7 +199,7 @@ async fn main() {
         Store::Sqlite(pool) => {
             sqlx::query_scalar("SELECT version FROM journey_versions LIMIT 1").fetch_one(pool).await.unwrap()
         }
-        Store::Postgres(_) => unreachable!(),
+        Store::Postgres(_) | Store::Memory(_) => unreachable!("the bench runs on SQLite"),
     };
     let started = Instant::now();
     seed_waiting_runs(&store, &version).await;

@@ -423,6 +423,7 @@ pub(crate) async fn write(
     let mut stale_tags: Vec<String> = Vec::new();
     let mut tags: Vec<(String, String)> = Vec::new();
     let mut settled = settled.peekable();
+    let ahead = tx.binds_ahead();
     let mut build = |rows: usize| -> Option<super::Bound> {
         settled.peek()?;
         let chunk: Vec<Settled> = settled.by_ref().take(rows).collect();
@@ -443,7 +444,7 @@ pub(crate) async fn write(
         for s in chunk {
             args.extend(member_args(s, now));
         }
-        Some(super::Sql { dialect, text, args }.into_bound())
+        Some(super::Sql { dialect, text, args }.into_bound(ahead))
     };
     let mut next = build(first);
     while let Some(query) = next.take() {

@@ -25,6 +25,7 @@ pub mod events;
 pub mod history;
 pub mod inbox;
 pub mod members;
+pub mod memory;
 pub mod report;
 pub mod runs;
 pub mod timeline;
@@ -65,6 +66,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// From the in-memory database of `simulate` and `preview` ([`memory`]).
+    #[error(transparent)]
+    InMemory(#[from] rusqlite::Error),
     /// A stored value that cannot be read back (written by something other than tidings).
     #[error("unreadable {what}: {detail}")]
     Corrupt { what: String, detail: String },
@@ -79,15 +83,22 @@ impl StoreError {
     }
 }
 
-/// The database: SQLite (embedded, the default) or PostgreSQL (shared by many workers).
+/// The database: SQLite (embedded, the default) or PostgreSQL (shared by many workers),
+/// or a private SQLite database in memory (`sqlite::memory:`: `simulate`, `preview`).
 #[derive(Debug, Clone)]
 pub enum Store {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+    Memory(memory::MemoryDb),
 }
 
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `sqlite::memory:` and the like: a database private to one connection.
+fn is_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 /// What a pool is opened for, which sets how much memory SQLite may keep per connection.
@@ -154,6 +165,10 @@ impl Store {
 
     /// [`Store::open`] with the SQLite memory settings of `workload`.
     pub async fn open_for(database_url: &str, workload: Workload) -> Result<Store, StoreError> {
+        if is_memory(database_url) {
+            // The schema comes with it: the same migrations, applied as it opens.
+            return Ok(Store::Memory(memory::MemoryDb::open()?));
+        }
         let store = Store::connect_for(database_url, workload).await?;
         store.migrate().await?;
         store.finish_bulk_load().await?;
@@ -166,6 +181,9 @@ impl Store {
     }
 
     async fn connect_for(database_url: &str, workload: Workload) -> Result<Store, StoreError> {
+        if is_memory(database_url) {
+            return Ok(Store::Memory(memory::MemoryDb::open()?));
+        }
         if is_postgres(database_url) {
             return Ok(Store::Postgres(PgPoolOptions::new().max_connections(8).connect(database_url).await?));
         }
@@ -174,31 +192,21 @@ impl Store {
         // ping is one more round trip to the connection's thread per query (it doubled the
         // cost of a short query).
         let pool = SqlitePoolOptions::new().test_before_acquire(false);
-        // Each connection to `:memory:` is its own database: keep exactly one, forever.
-        let pool = if database_url.contains(":memory:") || database_url.contains("mode=memory") {
-            pool.max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(options)
-                .await?
-        } else {
-            pool.max_connections(4).connect_with(options).await?
-        };
-        Ok(Store::Sqlite(pool))
+        Ok(Store::Sqlite(pool.max_connections(4).connect_with(options).await?))
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
             Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+            Store::Memory(_) => {} // migrated as it opened
         }
         Ok(())
     }
 
     pub fn dialect(&self) -> Dialect {
         match self {
-            Store::Sqlite(_) => Dialect::Sqlite,
+            Store::Sqlite(_) | Store::Memory(_) => Dialect::Sqlite,
             Store::Postgres(_) => Dialect::Postgres,
         }
     }
@@ -212,6 +220,7 @@ impl Store {
         Ok(match self {
             Store::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Store::Memory(db) => Tx::Memory(db.begin(true).await?),
         })
     }
 
@@ -220,6 +229,7 @@ impl Store {
         Ok(match self {
             Store::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
             Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Store::Memory(db) => Tx::Memory(db.begin(false).await?),
         })
     }
 
@@ -232,6 +242,7 @@ impl Store {
         match self {
             Store::Sqlite(pool) => sql.sqlite().fetch_all(pool).await?.iter().map(|r| map(r)).collect(),
             Store::Postgres(pool) => sql.postgres().fetch_all(pool).await?.iter().map(|r| map(r)).collect(),
+            Store::Memory(db) => db.fetch(sql, map).await,
         }
     }
 
@@ -260,6 +271,7 @@ impl Store {
                 tx.rollback().await?;
                 rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?
             }
+            Store::Memory(db) => db.explain(&select, filter.params.clone()).await?,
         })
     }
 }
@@ -268,12 +280,13 @@ impl Store {
 pub(crate) enum Tx {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
+    Memory(memory::MemoryTx),
 }
 
 impl Tx {
     pub(crate) fn dialect(&self) -> Dialect {
         match self {
-            Tx::Sqlite(_) => Dialect::Sqlite,
+            Tx::Sqlite(_) | Tx::Memory(_) => Dialect::Sqlite,
             Tx::Postgres(_) => Dialect::Postgres,
         }
     }
@@ -283,7 +296,16 @@ impl Tx {
     }
 
     pub(crate) async fn execute(&mut self, sql: Sql) -> Result<u64, StoreError> {
-        self.execute_bound(sql.into_bound()).await
+        if let Tx::Memory(tx) = self {
+            return tx.execute(sql);
+        }
+        self.execute_bound(sql.into_bound(true)).await
+    }
+
+    /// Whether [`Sql::into_bound`] encodes statements for this transaction (the in-memory
+    /// database takes [`Sql`] as it is).
+    pub(crate) fn binds_ahead(&self) -> bool {
+        !matches!(self, Tx::Memory(_))
     }
 
     /// Runs a statement whose arguments are already encoded ([`Sql::into_bound`]).
@@ -291,6 +313,7 @@ impl Tx {
         Ok(match (self, query) {
             (Tx::Sqlite(tx), Bound::Sqlite(query)) => query.execute(&mut **tx).await?.rows_affected(),
             (Tx::Postgres(tx), Bound::Postgres(query)) => query.execute(&mut **tx).await?.rows_affected(),
+            (Tx::Memory(tx), Bound::Plain(sql)) => tx.execute(sql)?,
             _ => unreachable!("a statement is built for the transaction's own engine"),
         })
     }
@@ -303,6 +326,14 @@ impl Tx {
         match self {
             Tx::Sqlite(tx) => sql.sqlite().fetch_all(&mut **tx).await?.iter().map(|r| map(r)).collect(),
             Tx::Postgres(tx) => sql.postgres().fetch_all(&mut **tx).await?.iter().map(|r| map(r)).collect(),
+            Tx::Memory(tx) => {
+                let mut out = Vec::new();
+                tx.for_each(sql, |r| {
+                    out.push(map(r)?);
+                    Ok(())
+                })?;
+                Ok(out)
+            }
         }
     }
 
@@ -327,6 +358,7 @@ impl Tx {
                     each(&row)?;
                 }
             }
+            Tx::Memory(tx) => tx.for_each(sql, each)?,
         }
         Ok(())
     }
@@ -335,6 +367,7 @@ impl Tx {
         match self {
             Tx::Sqlite(tx) => tx.commit().await?,
             Tx::Postgres(tx) => tx.commit().await?,
+            Tx::Memory(tx) => tx.commit()?,
         }
         Ok(())
     }
@@ -362,6 +395,8 @@ pub(crate) enum Arg {
 pub(crate) enum Bound {
     Sqlite(sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>),
     Postgres(sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>),
+    /// For the in-memory database, which binds as it runs.
+    Plain(Sql),
 }
 
 impl Arg {
@@ -510,7 +545,12 @@ impl Sql {
         self.args.len()
     }
 
-    pub(crate) fn into_bound(self) -> Bound {
+    /// The statement encoded for its engine: sqlx's arguments, or (`ahead` false: the
+    /// in-memory database, [`Tx::binds_ahead`]) the statement as it is.
+    pub(crate) fn into_bound(self, ahead: bool) -> Bound {
+        if !ahead {
+            return Bound::Plain(self);
+        }
         match self.dialect {
             Dialect::Sqlite => Bound::Sqlite(self.sqlite()),
             Dialect::Postgres => Bound::Postgres(self.postgres()),

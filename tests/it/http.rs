@@ -257,6 +257,7 @@ pub(crate) async fn hold_write_lock(store: &Store) -> WriteLock {
             sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
             WriteLock::Postgres(tx)
         }
+        Store::Memory(_) => unreachable!("tests run on a file or PostgreSQL"),
     }
 }
 

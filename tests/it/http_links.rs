@@ -43,6 +43,7 @@ async fn delivery_id(store: &tidings::store::Store, member: &str, step: &str) ->
         tidings::store::Store::Postgres(pool) => {
             sqlx::query_scalar(SQL_POSTGRES).bind(member).bind(step).fetch_one(pool).await.unwrap()
         }
+        tidings::store::Store::Memory(_) => unreachable!("tests run on a file or PostgreSQL"),
     }
 }
 

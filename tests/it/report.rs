@@ -76,6 +76,7 @@ async fn stored_arms(store: &Store) -> BTreeMap<(String, String), String> {
         Store::Postgres(pool) => {
             sqlx::query_as("SELECT member_id, step, variant FROM assignments").fetch_all(pool).await
         }
+        Store::Memory(_) => unreachable!("tests run on a file or PostgreSQL"),
     }
     .unwrap();
     rows.into_iter().map(|(m, s, v)| ((m, s), v)).collect()
@@ -209,6 +210,7 @@ crate::engines::on_both_engines! {
         let sent: Vec<(i64, String)> = match &shop.store {
             Store::Sqlite(pool) => sqlx::query_as("SELECT id, member_id FROM deliveries WHERE step = 'offer' AND status = 'sent' ORDER BY id").fetch_all(pool).await,
             Store::Postgres(pool) => sqlx::query_as("SELECT id, member_id FROM deliveries WHERE step = 'offer' AND status = 'sent' ORDER BY id").fetch_all(pool).await,
+            Store::Memory(_) => unreachable!("tests run on a file or PostgreSQL"),
         }.unwrap();
         let t1 = t0 + Duration::hours(1);
         let mut tracking = Vec::new();
