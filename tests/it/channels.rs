@@ -104,6 +104,45 @@ async fn an_email_arrives_as_multipart_alternative_with_its_headers_and_escaped_
 }
 
 #[tokio::test]
+async fn commands_are_pipelined_when_the_server_offers_it_and_mail_arrives_the_same_either_way() {
+    let messages: Vec<Outgoing> = (0..5).map(birthday_email).collect();
+    let pipelining = SmtpServer::start(None).await;
+    let plain = SmtpServer::without_pipelining().await;
+    for server in [&pipelining, &plain] {
+        let channels = smtp_channels(server, &smtp_config());
+        for msg in &messages {
+            channels.send(msg).await.unwrap();
+        }
+    }
+    use std::sync::atomic::Ordering::SeqCst;
+    // MAIL FROM, RCPT TO and DATA in one write: the RCPT was there before MAIL's answer.
+    assert_eq!(pipelining.pipelined.load(SeqCst), 5);
+    assert_eq!(plain.pipelined.load(SeqCst), 0, "no PIPELINING offered: one command at a time");
+    assert_eq!(pipelining.connections.load(SeqCst), 1, "a pipelined connection is reused");
+    let (a, b) = (pipelining.mails(), plain.mails());
+    assert_eq!(a.len(), 5);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((&x.mail_from, &x.rcpt_to), (&y.mail_from, &y.rcpt_to));
+        let (x, y) = (mailparse::parse_mail(&x.data).unwrap(), mailparse::parse_mail(&y.data).unwrap());
+        assert_eq!(header(&x, "Message-ID"), header(&y, "Message-ID"));
+        assert_eq!(x.subparts[1].get_body().unwrap(), y.subparts[1].get_body().unwrap());
+    }
+}
+
+#[tokio::test]
+async fn after_a_refused_recipient_the_next_message_goes_out_on_a_fresh_connection() {
+    let server = SmtpServer::start(Some("550 5.1.1 <li.wei@example.com>: no such user")).await;
+    let channels = smtp_channels(&server, &smtp_config());
+    for id in 0..2 {
+        let error = channels.send(&birthday_email(id)).await.unwrap_err();
+        assert!(!error.is_transient(), "{error:?}");
+    }
+    // The server was waiting for a body after the refusal: that connection is given up.
+    assert_eq!(server.connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(server.mails().is_empty());
+}
+
+#[tokio::test]
 async fn smtp_5xx_is_permanent_and_4xx_is_transient() {
     let msg = birthday_email(1);
     let server = SmtpServer::start(Some("550 5.1.1 <li.wei@example.com>: no such user")).await;

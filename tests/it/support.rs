@@ -253,11 +253,14 @@ pub async fn insert_members_postgres(pool: &PgPool, members: &[Member]) {
 
 /// A small SMTP server on a free port, in-process: it speaks just enough ESMTP for lettre,
 /// keeps every message it accepts (dot-stuffing undone), counts connections, and answers
-/// `RCPT TO` with `rcpt_reply` (e.g. `"550 5.1.1 no such user"`) when one is given.
+/// `RCPT TO` with `rcpt_reply` (e.g. `"550 5.1.1 no such user"`) when one is given. It
+/// offers `PIPELINING` unless started [`SmtpServer::without_pipelining`], and counts the
+/// messages whose `RCPT TO` had arrived before it answered `MAIL FROM` (pipelined).
 pub struct SmtpServer {
     pub url: String,
     pub received: std::sync::Arc<std::sync::Mutex<Vec<ReceivedMail>>>,
     pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub pipelined: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -276,19 +279,30 @@ impl Drop for SmtpServer {
 
 impl SmtpServer {
     pub async fn start(rcpt_reply: Option<&'static str>) -> SmtpServer {
+        SmtpServer::start_offering(rcpt_reply, true).await
+    }
+
+    /// A server whose `EHLO` answer does not offer `PIPELINING`.
+    pub async fn without_pipelining() -> SmtpServer {
+        SmtpServer::start_offering(None, false).await
+    }
+
+    async fn start_offering(rcpt_reply: Option<&'static str>, pipelining: bool) -> SmtpServer {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the test SMTP server");
         let url = format!("smtp://{}", listener.local_addr().unwrap());
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (store, count) = (received.clone(), connections.clone());
+        let pipelined = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (store, count, ahead) = (received.clone(), connections.clone(), pipelined.clone());
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(smtp_session(socket, store.clone(), rcpt_reply));
+                let session = Session { store: store.clone(), rcpt_reply, pipelining, pipelined: ahead.clone() };
+                tokio::spawn(smtp_session(socket, session));
             }
         });
-        SmtpServer { url, received, connections, task }
+        SmtpServer { url, received, connections, pipelined, task }
     }
 
     pub fn mails(&self) -> Vec<ReceivedMail> {
@@ -296,15 +310,22 @@ impl SmtpServer {
     }
 }
 
-async fn smtp_session(
-    socket: tokio::net::TcpStream,
+/// How one connection of the test server behaves.
+struct Session {
     store: std::sync::Arc<std::sync::Mutex<Vec<ReceivedMail>>>,
     rcpt_reply: Option<&'static str>,
-) {
+    pipelining: bool,
+    pipelined: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn smtp_session(socket: tokio::net::TcpStream, session: Session) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let Session { store, rcpt_reply, pipelining, pipelined } = session;
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
     let mut current = ReceivedMail { mail_from: String::new(), rcpt_to: Vec::new(), data: Vec::new() };
+    // Whether the command after this message's MAIL FROM was already here when it was read.
+    let mut ahead = false;
     let _ = write.write_all(b"220 test.local ESMTP\r\n").await;
     let mut line = String::new();
     loop {
@@ -315,11 +336,16 @@ async fn smtp_session(
         let command = line.trim_end().to_string();
         let upper = command.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
-            "250-test.local\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n".into()
+            if pipelining {
+                "250-test.local\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 PIPELINING\r\n".into()
+            } else {
+                "250-test.local\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n".into()
+            }
         } else if upper.starts_with("HELO") || upper.starts_with("NOOP") || upper.starts_with("RSET") {
             "250 OK\r\n".into()
         } else if upper.starts_with("MAIL FROM:") {
             current = ReceivedMail { mail_from: command[10..].to_string(), rcpt_to: Vec::new(), data: Vec::new() };
+            ahead = !lines.buffer().is_empty();
             "250 OK\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
             match rcpt_reply {
@@ -345,6 +371,9 @@ async fn smtp_session(
             }
             current.data = data;
             store.lock().unwrap().push(current.clone());
+            if ahead {
+                pipelined.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             "250 2.0.0 queued\r\n".into()
         } else if upper == "QUIT" {
             let _ = write.write_all(b"221 bye\r\n").await;
