@@ -6,6 +6,8 @@
 //! 2. **advance**: the enrolled runs are decided (target ≥ 20,000 runs/s);
 //! 3. **send**: their deliveries are rendered (signed links, open pixel) and sent over SMTP
 //!    into Postfix's `smtp-sink` (`TIDINGS_BENCH_CHANNEL=outbox`: written to `outbox/`);
+//!    then **ticked**: the same offer from a second journey an hour later, enrolled and then
+//!    decided and sent in one `Engine::tick`, as `serve` runs it (deciding and sending overlap);
 //! 4. **rss**: 1,000,000 runs waiting (plus the ones above) and a real `tidings worker`
 //!    process on the database (the runs wait until 2099, so it idles as a real worker does
 //!    between firings): its peak resident memory (`VmHWM`) after 15 s of ticks, and how
@@ -40,6 +42,19 @@ use tidings::store::Store;
 const JOURNEY: &str = r#"id: comeback
 name: Come back
 trigger: { schedule: "0 10 * * *", timezone: Asia/Shanghai }
+audience: lifecycle == "dormant" and email_consent
+entry: { reentry: after 90d }
+steps:
+  - id: offer
+    send: { channel: email, template: comeback/offer }
+  - id: done
+    exit: true
+"#;
+
+/// The same offer an hour later, for the end-to-end run through `Engine::tick`.
+const JOURNEY_TICK: &str = r#"id: comeback_tick
+name: Come back (ticked)
+trigger: { schedule: "0 11 * * *", timezone: Asia/Shanghai }
 audience: lifecycle == "dormant" and email_consent
 entry: { reentry: after 90d }
 steps:
@@ -143,6 +158,7 @@ async fn main() {
         ),
     );
     write(&dir.path().join("workflows/comeback.yaml"), JOURNEY);
+    write(&dir.path().join("workflows/comeback_tick.yaml"), JOURNEY_TICK);
     write(&dir.path().join("templates/comeback/offer.email.hbs"), TEMPLATE);
     let store = Store::open(&format!("sqlite://{}", db.display())).await.unwrap();
 
@@ -193,11 +209,29 @@ async fn main() {
     }
     let end_to_end = enroll + advance + send;
     println!("end-to-end {sent} deliveries from the firing in {end_to_end:.2?} ({})", per_second(sent, end_to_end));
+
+    // The same again an hour later as `serve` runs it: the firing, then one tick, in which
+    // deciding the runs and sending their deliveries overlap.
+    let later = now + chrono::Duration::hours(1);
+    let started = Instant::now();
+    let enrolled = engine.enroll(later).await.unwrap();
+    let enroll = started.elapsed();
+    let tick = engine.tick(later).await.unwrap();
+    let end_to_end = started.elapsed();
+    assert_eq!((tick.advanced, tick.sent), (enrolled as usize, enrolled as usize), "one tick decides and sends all");
+    println!(
+        "ticked     {} deliveries from the firing in {end_to_end:.2?} ({}): enroll {enroll:.2?}, then one tick",
+        tick.sent,
+        per_second(tick.sent, end_to_end)
+    );
     drop(engine);
 
     let version: String = match &store {
         Store::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT version FROM journey_versions LIMIT 1").fetch_one(pool).await.unwrap()
+            sqlx::query_scalar("SELECT version FROM journey_versions WHERE journey_id = 'comeback' LIMIT 1")
+                .fetch_one(pool)
+                .await
+                .unwrap()
         }
         Store::Postgres(_) | Store::Memory(_) => unreachable!("the bench runs on SQLite"),
     };
