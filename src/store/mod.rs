@@ -1,6 +1,7 @@
 //! The edge that talks to the database: one interface, SQLite and PostgreSQL.
 //!
-//! [`Store`] is an enum over the two pools. Every query is written once, as text with the
+//! [`Store`] is an enum over the two pools and a private in-memory SQLite database
+//! ([`memory`], for `simulate` and `preview`). Every query is written once, as text with the
 //! small dialect differences spelled out where they occur ([`Sql`] numbers placeholders
 //! and casts JSON for PostgreSQL), and runs through two tiny adapters: binding
 //! ([`Arg`]) and reading ([`ReadRow`]). There are no compile-time checked queries, so a
