@@ -451,6 +451,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_wire_sees_pipelining_only_as_an_ehlo_keyword_of_a_connection_that_may_use_it() {
+        let wire = WireState::new(true);
+        wire.sniff(b"220 mx.example ESMTP PIPELINING is not a keyword here\r\n");
+        assert!(!wire.pipelining.load(Ordering::Relaxed), "a greeting is not an EHLO answer");
+        wire.sniff(b"250-mx.example\r\n250-SIZE 10240000\r\n250-pipelining\r\n250 8BITMIME\r\n");
+        assert!(wire.pipelining.load(Ordering::Relaxed));
+
+        let starttls = WireState::new(false);
+        starttls.sniff(b"250-mx.example\r\n250 PIPELINING\r\n");
+        assert!(!starttls.pipelining.load(Ordering::Relaxed), "under STARTTLS the wire is below TLS");
+    }
+
+    #[test]
     fn urls_choose_plain_starttls_or_tls_and_default_ports() {
         let url = SmtpUrl::parse("smtp://127.0.0.1:2525").unwrap();
         assert_eq!((url.host.as_str(), url.port, url.security), ("127.0.0.1", 2525, Security::Plain));

@@ -217,3 +217,54 @@ impl ReadRow for rusqlite::Row<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    async fn count(db: &MemoryDb) -> i64 {
+        let mut sql = Sql::new(super::super::Dialect::Sqlite);
+        sql.push("SELECT COUNT(*) AS n FROM members");
+        db.fetch(sql, |r| Ok(r.int("n")?.unwrap_or(0))).await.unwrap()[0]
+    }
+
+    fn insert(id: &str) -> Sql {
+        let mut sql = Sql::new(super::super::Dialect::Sqlite);
+        sql.push("INSERT INTO members (id, updated_at) VALUES (")
+            .bind(Arg::text(id))
+            .push(", ")
+            .bind(Arg::Timestamp(Some(chrono::DateTime::UNIX_EPOCH)))
+            .push(")");
+        sql
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_before_commit_leaves_nothing_and_frees_the_database() {
+        let Store::Memory(db) = Store::open("sqlite::memory:").await.unwrap() else { panic!("not in memory") };
+        let mut tx = db.begin(true).await.unwrap();
+        assert_eq!(tx.execute(insert("ada")).unwrap(), 1);
+        drop(tx);
+        assert_eq!(count(&db).await, 0, "rolled back");
+        let mut tx = db.begin(true).await.unwrap();
+        tx.execute(insert("ada")).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(count(&db).await, 1);
+    }
+
+    #[tokio::test]
+    async fn values_read_back_as_they_were_bound() {
+        let Store::Memory(db) = Store::open("sqlite::memory:").await.unwrap() else { panic!("not in memory") };
+        let at: DateTime<Utc> = "2028-02-29T09:00:00.123456Z".parse().unwrap();
+        let mut sql = Sql::new(super::super::Dialect::Sqlite);
+        sql.push("SELECT ").bind(Arg::Timestamp(Some(at))).push(" AS at, ");
+        sql.bind(Arg::Bool(true)).push(" AS yes, ").bind(Arg::Int(None)).push(" AS absent, ");
+        sql.bind(Arg::Json(Some(r#"{"a":[1,2]}"#.into()))).push(" AS doc, ");
+        sql.push("(SELECT COUNT(*) FROM json_each(").bind(Arg::TextList(vec!["x".into(), "y".into()])).push(")) AS n");
+        let rows = db
+            .fetch(sql, |r| Ok((r.timestamp("at")?, r.boolean("yes")?, r.int("absent")?, r.json("doc")?, r.int("n")?)))
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![(Some(at), true, None, Some(serde_json::json!({"a": [1, 2]})), Some(2))]);
+    }
+}
