@@ -7,7 +7,7 @@
 //! 3. **send**: their deliveries are rendered (signed links, open pixel) and sent over SMTP
 //!    into Postfix's `smtp-sink` (`TIDINGS_BENCH_CHANNEL=outbox`: written to `outbox/`);
 //!    then **ticked**: the same offer from a second journey an hour later, enrolled and then
-//!    decided and sent in one `Engine::tick`, as `serve` runs it (deciding and sending overlap);
+//!    decided and sent in one `Engine::tick`, as `serve` runs it;
 //! 4. **rss**: 1,000,000 runs waiting (plus the ones above) and a real `tidings worker`
 //!    process on the database (the runs wait until 2099, so it idles as a real worker does
 //!    between firings): its peak resident memory (`VmHWM`) after 15 s of ticks, and how
@@ -39,30 +39,22 @@ use tidings::links::LinkSigner;
 use tidings::project::{Project, Sources};
 use tidings::store::Store;
 
-const JOURNEY: &str = r#"id: comeback
-name: Come back
-trigger: { schedule: "0 10 * * *", timezone: Asia/Shanghai }
+/// The offer journey `id`, firing daily at `hour`:00 in Shanghai to the dormant who consent.
+fn journey(id: &str, hour: u32) -> String {
+    format!(
+        r#"id: {id}
+name: Come back ({id})
+trigger: {{ schedule: "0 {hour} * * *", timezone: Asia/Shanghai }}
 audience: lifecycle == "dormant" and email_consent
-entry: { reentry: after 90d }
+entry: {{ reentry: after 90d }}
 steps:
   - id: offer
-    send: { channel: email, template: comeback/offer }
+    send: {{ channel: email, template: comeback/offer }}
   - id: done
     exit: true
-"#;
-
-/// The same offer an hour later, for the end-to-end run through `Engine::tick`.
-const JOURNEY_TICK: &str = r#"id: comeback_tick
-name: Come back (ticked)
-trigger: { schedule: "0 11 * * *", timezone: Asia/Shanghai }
-audience: lifecycle == "dormant" and email_consent
-entry: { reentry: after 90d }
-steps:
-  - id: offer
-    send: { channel: email, template: comeback/offer }
-  - id: done
-    exit: true
-"#;
+"#
+    )
+}
 
 const TEMPLATE: &str = "---\nsubject: \"{{default member.first_name \\\"Hello\\\"}}, we saved you a seat\"\n---\n\
 <p>Hi {{default member.first_name \"there\"}},</p><p>It has been a while. Here is 15% off: \
@@ -157,8 +149,9 @@ async fn main() {
             std::env::var("TIDINGS_BENCH_SMTP_CONNECTIONS").unwrap_or_else(|_| "8".into())
         ),
     );
-    write(&dir.path().join("workflows/comeback.yaml"), JOURNEY);
-    write(&dir.path().join("workflows/comeback_tick.yaml"), JOURNEY_TICK);
+    write(&dir.path().join("workflows/comeback.yaml"), &journey("comeback", 10));
+    // The same offer an hour later, for the end-to-end run through `Engine::tick`.
+    write(&dir.path().join("workflows/comeback_tick.yaml"), &journey("comeback_tick", 11));
     write(&dir.path().join("templates/comeback/offer.email.hbs"), TEMPLATE);
     let store = Store::open(&format!("sqlite://{}", db.display())).await.unwrap();
 
@@ -210,8 +203,8 @@ async fn main() {
     let end_to_end = enroll + advance + send;
     println!("end-to-end {sent} deliveries from the firing in {end_to_end:.2?} ({})", per_second(sent, end_to_end));
 
-    // The same again an hour later as `serve` runs it: the firing, then one tick, in which
-    // deciding the runs and sending their deliveries overlap.
+    // The same again an hour later as `serve` runs it: the firing, then one tick (take the
+    // events, fire the triggers, decide the due runs, send the due deliveries).
     let later = now + chrono::Duration::hours(1);
     let started = Instant::now();
     let enrolled = engine.enroll(later).await.unwrap();

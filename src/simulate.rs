@@ -206,14 +206,15 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>, SimulateError> {
 }
 
 /// [`run`] on a thread of its own pinned to one CPU, on a single-threaded runtime; every
-/// thread it starts (SQLite's connection threads, the importer's reader) inherits the pin.
+/// thread it starts (the importer's reader) inherits the pin.
 ///
-/// A simulation is sequential: each of the ~20 statements of a clock stop is a round trip
-/// between the engine and the SQLite connection's thread. With the two on different CPUs
-/// each round trip wakes the other CPU — on a virtual machine a vCPU wake-up, measured here
-/// at ~200 µs a statement, four times what SQLite spends running it; on one CPU it is a
-/// context switch. 2,000 members over 90 days (`benches/simulate.rs`, 2-core VM): 45 s on
-/// the multi-threaded runtime, 34.6 s on a single-threaded one, 7.1 s pinned.
+/// A simulation is sequential. While its SQLite ran on a connection thread of its own
+/// (sqlx; now `store::memory` runs it on this thread), each of the ~20 statements of a
+/// clock stop was a round trip between the engine and that thread. With the two on
+/// different CPUs each round trip woke the other CPU — on a virtual machine a vCPU wake-up,
+/// measured here at ~200 µs a statement, four times what SQLite spends running it; on one
+/// CPU it was a context switch. 2,000 members over 90 days (`benches/simulate.rs`, 2-core
+/// VM): 45 s on the multi-threaded runtime, 34.6 s on a single-threaded one, 7.1 s pinned.
 pub async fn run_pinned(config: Config, project: Project, scenario: Scenario) -> Result<Timeline, SimulateError> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -237,12 +238,13 @@ pub async fn run_pinned(config: Config, project: Project, scenario: Scenario) ->
 }
 
 /// Asks Linux to schedule this thread, and the threads it starts, as `SCHED_BATCH`: a
-/// thread woken up does not preempt the one running. On one CPU the SQLite connection's
-/// thread hands rows and results to the simulation's thread; woken at each one, the
-/// simulation took the CPU from SQLite mid-statement, over and over (450,000 involuntary
-/// context switches for 2,000 members over 90 days; 138 with this). 10,000 members over
-/// a year: 87.8 s before, 60.4 s after. Nothing else changes; where it is refused, the
-/// simulation runs as scheduled.
+/// thread woken up does not preempt the one running. While SQLite ran on a connection
+/// thread of its own (sqlx), that thread handed rows and results to the simulation's;
+/// woken at each one, the simulation took the CPU from SQLite mid-statement (450,000
+/// involuntary context switches for 2,000 members over 90 days; 138 with this; a year of
+/// 10,000 members 87.8 s → 60.4 s). The in-memory store now runs SQLite on this thread
+/// (`store::memory`), so little is left to preempt; it stays a batch job either way.
+/// Nothing else changes; where it is refused, the simulation runs as scheduled.
 fn batch_scheduling() {
     #[cfg(target_os = "linux")]
     {

@@ -291,19 +291,18 @@ struct WireState {
     out: Mutex<Vec<u8>>,
     /// The server offered `PIPELINING` in its `EHLO` answer (and pipelining is safe here).
     pipelining: AtomicBool,
-    /// Still reading the greeting and `EHLO` answers, looking for `PIPELINING`.
+    /// Still reading the greeting and `EHLO` answers, looking for `PIPELINING` (never, on
+    /// a connection that may not pipeline).
     sniffing: AtomicBool,
-    /// Whether this connection may pipeline at all (not under STARTTLS).
-    allowed: bool,
 }
 
 impl WireState {
+    /// `allowed`: whether this connection may pipeline at all (not under STARTTLS).
     fn new(allowed: bool) -> WireState {
         WireState {
             out: Mutex::new(Vec::new()),
             pipelining: AtomicBool::new(false),
             sniffing: AtomicBool::new(allowed),
-            allowed,
         }
     }
 
@@ -314,7 +313,7 @@ impl WireState {
 
     /// Looks for an `EHLO` keyword line `250-PIPELINING` / `250 PIPELINING` in `read`.
     fn sniff(&self, read: &[u8]) {
-        if !self.allowed || !self.sniffing.load(Ordering::Relaxed) {
+        if !self.sniffing.load(Ordering::Relaxed) {
             return;
         }
         let offered = read.split(|&b| b == b'\n').any(|line| {

@@ -82,19 +82,9 @@ impl MemoryDb {
         select: &str,
         params: Vec<crate::condition::SqlParam>,
     ) -> Result<Vec<String>, StoreError> {
-        use crate::condition::SqlParam;
         let mut sql = Sql::new(super::Dialect::Sqlite);
         sql.push(&format!("EXPLAIN QUERY PLAN {select}"));
-        sql.args = params
-            .into_iter()
-            .map(|p| match p {
-                SqlParam::Text(v) => Arg::Text(Some(v)),
-                SqlParam::Int(v) => Arg::Int(Some(v)),
-                SqlParam::Float(v) => Arg::Float(Some(v)),
-                SqlParam::Bool(v) => Arg::Bool(v),
-                SqlParam::Timestamp(v) => Arg::Timestamp(Some(v)),
-            })
-            .collect();
+        sql.args = params.into_iter().map(Arg::from).collect();
         self.fetch(sql, |r| Ok(r.text("detail")?.unwrap_or_default())).await
     }
 }

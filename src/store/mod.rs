@@ -166,10 +166,6 @@ impl Store {
 
     /// [`Store::open`] with the SQLite memory settings of `workload`.
     pub async fn open_for(database_url: &str, workload: Workload) -> Result<Store, StoreError> {
-        if is_memory(database_url) {
-            // The schema comes with it: the same migrations, applied as it opens.
-            return Ok(Store::Memory(memory::MemoryDb::open()?));
-        }
         let store = Store::connect_for(database_url, workload).await?;
         store.migrate().await?;
         store.finish_bulk_load().await?;
@@ -183,6 +179,7 @@ impl Store {
 
     async fn connect_for(database_url: &str, workload: Workload) -> Result<Store, StoreError> {
         if is_memory(database_url) {
+            // The schema comes with it: the same migrations, applied as it opens.
             return Ok(Store::Memory(memory::MemoryDb::open()?));
         }
         if is_postgres(database_url) {
@@ -407,6 +404,20 @@ impl Arg {
     }
 }
 
+/// A compiled condition's parameter, bound as an argument.
+impl From<crate::condition::SqlParam> for Arg {
+    fn from(param: crate::condition::SqlParam) -> Arg {
+        use crate::condition::SqlParam;
+        match param {
+            SqlParam::Text(v) => Arg::Text(Some(v)),
+            SqlParam::Int(v) => Arg::Int(Some(v)),
+            SqlParam::Float(v) => Arg::Float(Some(v)),
+            SqlParam::Bool(v) => Arg::Bool(v),
+            SqlParam::Timestamp(v) => Arg::Timestamp(Some(v)),
+        }
+    }
+}
+
 /// SQL text with its arguments, placeholders in the order they are pushed (`?` on SQLite,
 /// `$N` on PostgreSQL), so one builder serves both engines.
 #[derive(Debug, Clone)]
@@ -484,19 +495,12 @@ impl Sql {
         expr: &crate::condition::Expr,
         now: DateTime<Utc>,
     ) -> Result<&mut Sql, StoreError> {
-        use crate::condition::SqlParam;
         let filter = crate::condition::to_sql(expr, self.dialect, now, self.args.len() + 1)
             .map_err(|e| StoreError::Condition(format!("{} ({})", e.message, e.code)))?;
         self.text.push('(');
         self.text.push_str(&filter.sql);
         self.text.push(')');
-        self.args.extend(filter.params.into_iter().map(|p| match p {
-            SqlParam::Text(v) => Arg::Text(Some(v)),
-            SqlParam::Int(v) => Arg::Int(Some(v)),
-            SqlParam::Float(v) => Arg::Float(Some(v)),
-            SqlParam::Bool(v) => Arg::Bool(v),
-            SqlParam::Timestamp(v) => Arg::Timestamp(Some(v)),
-        }));
+        self.args.extend(filter.params.into_iter().map(Arg::from));
         Ok(self)
     }
 
