@@ -115,7 +115,7 @@ impl Store {
             let mut sql = self.sql();
             sql.push("SELECT id, member_id, name, occurred_at, properties FROM events WHERE ")
                 .in_list("id", chunk.to_vec());
-            for event in self.fetch(sql, super::events::read_event).await? {
+            for event in self.fetch(sql, super::codec::read_event).await? {
                 out.insert(event.id.clone(), event);
             }
         }

@@ -4,8 +4,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use super::codec::read_event;
 use super::members::rebuild;
-use super::{Arg, ReadRow, Store, StoreError, chunks};
+use super::{Arg, Store, StoreError, chunks};
 use crate::member::Event;
 use crate::state::{Settings, is_state_event};
 
@@ -20,17 +21,6 @@ pub struct EventsWritten {
     pub members_created: u64,
     /// New events older than their member's last import: stored, no change to the member.
     pub stale: u64,
-}
-
-pub(crate) fn read_event(row: &dyn ReadRow) -> Result<Event, StoreError> {
-    let id = row.text("id")?.unwrap_or_default();
-    Ok(Event {
-        member_id: row.text("member_id")?.unwrap_or_default(),
-        name: row.text("name")?.unwrap_or_default(),
-        occurred_at: row.timestamp("occurred_at")?.ok_or_else(|| StoreError::corrupt("occurred_at", &id))?,
-        properties: row.json("properties")?.unwrap_or(serde_json::Value::Object(Default::default())),
-        id,
-    })
 }
 
 impl Store {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::events::read_event;
+use super::codec::read_event;
 use super::runs::{Progress, record};
 use super::{Arg, Store, StoreError};
 use crate::member::Event;

@@ -315,7 +315,7 @@ pub(crate) async fn state_events(tx: &mut Tx, ids: &[String]) -> Result<HashMap<
         .in_list("member_id", ids.to_vec())
         .push(" AND ")
         .in_list(&name, state::state_events().map(str::to_string).collect());
-    for event in tx.fetch(sql, super::events::read_event).await? {
+    for event in tx.fetch(sql, super::codec::read_event).await? {
         out.entry(event.member_id.clone()).or_default().push(event);
     }
     Ok(out)
