@@ -482,3 +482,117 @@ async fn operators_see_a_firing_alert_in_the_api_the_metrics_the_dashboard_and_t
     assert_eq!(json["alerts"][0]["status"], "firing");
     assert_eq!(json["transitions"][0]["status"], "firing");
 }
+
+const EVERY_KIND: &str = r#"
+[[alerts]]
+name = "bounces"
+kind = "bounce_or_complaint_rate"
+journey = "signup"
+window = "1h"
+threshold = "5%"
+min_sample = 10
+for = "0s"
+
+[[alerts]]
+name = "unsubscribes"
+kind = "unsubscribe_rate"
+journey = "signup"
+step = "hello"
+channel = "email"
+window = "1h"
+threshold = "5%"
+min_sample = 10
+for = "0s"
+
+[[alerts]]
+name = "silent"
+kind = "no_sends"
+journey = "signup"
+window = "1h"
+baseline = "6h"
+min_sample = 5
+"#;
+
+on_both_engines! {
+    async fn bounces_complaints_unsubscribes_silence_and_lag_are_counted_from_the_store(store) {
+        use tidings::links::LinkKind;
+        let smtp = SmtpServer::refusing("550 5.1.1 no such user", refuse_gone).await;
+        let t0 = at("2026-03-02T02:00:00Z");
+        let shop = watched(store, &[SIGNUP], EVERY_KIND, Some(&smtp.url), None, 1, t0).await;
+        shop.happen(&members("a", 20, t0, 10), t0).await;
+        let mails = smtp.mails();
+        assert_eq!(mails.len(), 18, "two permanent failures");
+        let delivery = |i: usize| {
+            let text = String::from_utf8_lossy(&mails[i].data).replace("=\r\n", "");
+            crate::shop::signed_links(&text, LinkKind::Unsubscribe)[0].delivery_id
+        };
+        let later = t0 + Duration::minutes(10);
+        let mut events = vec![
+            // A bounce naming its delivery as a string, a complaint as a number, and a
+            // bounce whose delivery id is not one (it cannot be in the journey's scope).
+            event("b1", "x", "message.bounced", later, json!({ "delivery_id": delivery(0).to_string() })),
+            event("c1", "x", "message.complained", later, json!({ "delivery_id": delivery(1) })),
+            event("b2", "x", "message.bounced", later, json!({ "delivery_id": "mx-77" })),
+        ];
+        for i in 2..5 {
+            events.push(event(&format!("u{i}"), "x", "member.unsubscribed", later, json!({ "delivery_id": delivery(i) })));
+        }
+        shop.happen(&events, later).await;
+        let alerts: std::collections::HashMap<String, _> =
+            shop.store.alerts().await.unwrap().into_iter().map(|a| (a.rule.clone(), a)).collect();
+        let bounces = &alerts["bounces"];
+        assert_eq!((bounces.numbers.count, bounces.numbers.sample), (4, 20), "2 refused + 1 bounce + 1 complaint");
+        assert_eq!(bounces.status, Status::Firing);
+        let unsubscribes = &alerts["unsubscribes"];
+        assert_eq!((unsubscribes.numbers.count, unsubscribes.numbers.sample), (3, 18));
+        assert_eq!(unsubscribes.status, Status::Firing);
+        let silent = &alerts["silent"];
+        assert_eq!((silent.numbers.count, silent.numbers.baseline_count, silent.status), (18, 0, Status::Ok));
+
+        // Two hours on, the journey has sent nothing for an hour after 18 sends before.
+        shop.at(t0 + Duration::hours(2)).await;
+        assert_eq!(shop.status("silent").await, Some(Status::Firing));
+
+        // Queue lag: an event waits in the inbox 15 minutes with nobody taking it.
+        let late = t0 + Duration::hours(3);
+        shop.store.ingest_events(&[event("late", "a1", "points.earned", late, json!({ "points": 5 }))], late, shop.engines[0].settings()).await.unwrap();
+        let lag = tidings::alert::Rule {
+            name: "lag".into(),
+            kind: tidings::alert::Kind::QueueLag,
+            window: 0,
+            threshold: 600.0,
+            min_sample: 0,
+            for_: 0,
+            baseline: 0,
+            scope: tidings::alert::Scope::default(),
+            email: None,
+        };
+        let now = late + Duration::minutes(15);
+        let changed = shop.store.evaluate_alerts(std::slice::from_ref(&lag), "probe", now, &|_| Vec::new()).await.unwrap();
+        let changed = changed.expect("the minute was not claimed before");
+        assert_eq!(changed.len(), 1);
+        assert_eq!((changed[0].status, changed[0].measured.count), (Status::Firing, 900));
+        assert_eq!(shop.store.queue_lag_seconds(now).await.unwrap(), 900);
+        let again = shop.store.evaluate_alerts(&[lag], "other-worker", now, &|_| Vec::new()).await.unwrap();
+        assert!(again.is_none(), "a minute is evaluated once");
+    }
+}
+
+#[tokio::test]
+async fn a_firing_alert_is_emailed_once_to_the_address_of_its_rule() {
+    let (pool, _tmp) = crate::support::sqlite_pool().await;
+    let smtp = SmtpServer::refusing("550 5.1.1 no such user", refuse_gone).await;
+    let config = FAILURES.replace("for = \"2m\"", "for = \"0s\"\nemail = \"ops@shop.example\"");
+    let t0 = at("2026-03-02T02:00:00Z");
+    let shop = watched(Store::Sqlite(pool), &[SIGNUP], &config, Some(&smtp.url), None, 1, t0).await;
+    shop.happen(&members("a", 20, t0, 2), t0).await;
+    shop.at(t0 + Duration::minutes(1)).await;
+    let to_ops: Vec<_> = smtp.mails().into_iter().filter(|m| m.rcpt_to.iter().any(|r| r.contains("ops@shop.example"))).collect();
+    assert_eq!(to_ops.len(), 1, "one email for the transition to firing");
+    let mail = mailparse::parse_mail(&to_ops[0].data).unwrap();
+    use mailparse::MailHeaderMap as _;
+    assert_eq!(mail.headers.get_first_value("Subject").unwrap(), "[tidings] FIRING delivery_failures");
+    let text = mail.subparts.iter().find(|p| p.ctype.mimetype == "text/plain").unwrap().get_body().unwrap();
+    assert!(text.contains("10 of 20 attempts failed in 15m (50%)"), "{text}");
+    assert!(mail.headers.get_first_value("List-Unsubscribe").is_none(), "an alert is not marketing");
+}
