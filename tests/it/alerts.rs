@@ -587,7 +587,8 @@ async fn a_firing_alert_is_emailed_once_to_the_address_of_its_rule() {
     let shop = watched(Store::Sqlite(pool), &[SIGNUP], &config, Some(&smtp.url), None, 1, t0).await;
     shop.happen(&members("a", 20, t0, 2), t0).await;
     shop.at(t0 + Duration::minutes(1)).await;
-    let to_ops: Vec<_> = smtp.mails().into_iter().filter(|m| m.rcpt_to.iter().any(|r| r.contains("ops@shop.example"))).collect();
+    let to_ops: Vec<_> =
+        smtp.mails().into_iter().filter(|m| m.rcpt_to.iter().any(|r| r.contains("ops@shop.example"))).collect();
     assert_eq!(to_ops.len(), 1, "one email for the transition to firing");
     let mail = mailparse::parse_mail(&to_ops[0].data).unwrap();
     use mailparse::MailHeaderMap as _;
