@@ -218,9 +218,11 @@ fn validate(
     let mut project = load_project(config, paths)?;
     // The `[[alerts]]` name journeys: checked against all of them (no paths) or whenever
     // the config was named.
+    let mut alert_rules = 0;
     if paths.is_empty() || explicit_config {
         let (_, found) = crate::service::alert_rules(config, &project);
         project.diagnostics.extend(found);
+        alert_rules = config.alerts.len();
     }
     let mut out = std::io::stdout().lock();
     for d in &project.diagnostics {
@@ -239,11 +241,18 @@ fn validate(
     }
     let (errors, warnings) = (project.count(Severity::Error), project.count(Severity::Warning));
     if format != DiagnosticFormat::Json {
+        let checked = match alert_rules {
+            0 => format!("{} journeys and {} templates", project.journey_files, project.templates.len()),
+            n => format!(
+                "{} journeys, {} templates and {n} {}",
+                project.journey_files,
+                project.templates.len(),
+                plural(n, "alert rule")
+            ),
+        };
         writeln!(
             out,
-            "checked {} journeys and {} templates: {} {}, {} {}",
-            project.journey_files,
-            project.templates.len(),
+            "checked {checked}: {} {}, {} {}",
             errors,
             plural(errors, "error"),
             warnings,

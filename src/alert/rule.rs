@@ -269,6 +269,7 @@ pub fn compile(raw: &[RawRule], file: &Arc<SourceFile>, journeys: &[Journey]) ->
             rules.push(rule);
         }
     }
+    diagnostics.sort_by_key(|d| d.span.start);
     (rules, diagnostics)
 }
 

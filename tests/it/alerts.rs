@@ -597,3 +597,80 @@ async fn a_firing_alert_is_emailed_once_to_the_address_of_its_rule() {
     assert!(text.contains("10 of 20 attempts failed in 15m (50%)"), "{text}");
     assert!(mail.headers.get_first_value("List-Unsubscribe").is_none(), "an alert is not marketing");
 }
+
+/// `line:col` (1-based) of byte `at` in `text`.
+fn line_col(text: &str, at: usize) -> String {
+    let line = text[..at].matches('\n').count() + 1;
+    let col = text[..at].rfind('\n').map_or(at, |nl| at - nl - 1) + 1;
+    format!("{line}:{col}")
+}
+
+#[test]
+fn validate_checks_variants_channels_names_addresses_and_what_each_kind_needs() {
+    let rules = r#"
+[[alerts]]
+name = "offer_variant"
+kind = "delivery_failure_rate"
+journey = "winback"
+step = "offer"
+variant = "tenoff"
+
+[[alerts]]
+name = "offer_sms"
+kind = "unsubscribe_rate"
+journey = "winback"
+step = "offer"
+channel = "sms"
+
+[[alerts]]
+name = "twice"
+kind = "queue_lag"
+
+[[alerts]]
+name = "twice"
+kind = "queue_lag"
+threshold = "15m"
+
+[[alerts]]
+name = "stepless"
+kind = "unsubscribe_rate"
+step = "offer"
+
+[[alerts]]
+name = "no_goal"
+kind = "conversion_drop"
+journey = "tier_upgrade"
+
+[[alerts]]
+name = "mailto"
+kind = "delivery_failure_rate"
+email = "ops at shop"
+
+[[alerts]]
+name = "whose_conversion"
+kind = "conversion_drop"
+min_sample = 0
+"#;
+    let dir = project_with(rules);
+    let text = std::fs::read_to_string(dir.path().join("tidings.toml")).unwrap();
+    let out = tidings(dir.path(), &["validate", "--format", "short"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // (the value the problem is about, which occurrence of it, the code)
+    for (needle, nth, code) in [
+        ("\"tenoff\"", 0, "A007"),
+        ("\"sms\"", 0, "A008"),
+        ("\"twice\"", 1, "A010"), // the second rule of that name
+        ("\"offer\"", 2, "A011"),
+        ("\"tier_upgrade\"", 0, "A012"),
+        ("\"ops at shop\"", 0, "A013"),
+        ("\"conversion_drop\"", 1, "A014"),
+        ("0\n", 0, "A004"),
+    ] {
+        let at = text.match_indices(needle).nth(nth).unwrap().0;
+        let location = line_col(&text, at);
+        let line = format!("tidings.toml:{location}: error[{code}]");
+        assert!(stdout.lines().any(|l| l.starts_with(&line)), "expected `{line}` in:\n{stdout}");
+    }
+    assert!(stdout.contains("and 8 alert rules: 8 errors"), "{stdout}");
+}
