@@ -3,9 +3,9 @@
 //! transitions with the numbers that caused them, and the notifications those leave.
 //!
 //! A minute is evaluated once across workers: [`Store::evaluate_alerts`] inserts the
-//! minute's row in `alert_evaluations` first, and reads, decides and writes in that same
-//! transaction, so the worker whose insert wins does it all and the others find the row
-//! (PostgreSQL makes them wait for the winner's commit; SQLite's write lock queues them).
+//! minute's row in `alert_evaluations` first (its own short transaction: the worker whose
+//! insert wins evaluates the minute, the others find the row), reads every rule's numbers
+//! outside any write transaction, then decides and writes in one transaction.
 //! A transition is unique per (rule, instant) and a notification per (transition,
 //! target): both exactly once.
 
@@ -71,7 +71,10 @@ fn delivery_scope(sql: &mut Sql, scope: &Scope) -> String {
     let mut out = String::new();
     let mut add = |column: &str, value: Option<String>, sql: &mut Sql| {
         if let Some(v) = value {
-            out.push_str(&format!(" AND d.{column} = {}", sql.arg(Arg::Text(Some(v)))));
+            // On SQLite the range on `attempted_at` picks the (covering) index; an equality
+            // on the journey would otherwise win and read every delivery of the journey.
+            let column = sql.not_by_index(&format!("d.{column}"));
+            out.push_str(&format!(" AND {column} = {}", sql.arg(Arg::Text(Some(v)))));
         }
     };
     add("journey_id", scope.journey.clone(), sql);
@@ -280,6 +283,7 @@ impl Store {
         let span = tracing::debug_span!("evaluate_alerts", rules = rules.len());
         let _enter = span.enter();
         let minute = now.duration_trunc(chrono::TimeDelta::minutes(1)).unwrap_or(now);
+        // 1. The claim, committed at once: one worker per minute.
         let mut tx = self.begin_write().await?;
         let mut sql = tx.sql();
         let (m, w, at) =
@@ -294,46 +298,56 @@ impl Store {
         let mut sql = tx.sql();
         sql.push("DELETE FROM alert_evaluations WHERE minute < ").bind(Arg::Timestamp(Some(minute - KEEP_EVALUATIONS)));
         tx.execute(sql).await?;
+        tx.commit().await?;
+
+        // 2. The numbers, read outside any write transaction (SQLite's write lock is not
+        // held while a week of deliveries is counted).
+        let mut measured = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let kind = rule.kind;
+            let rows = self.fetch(measure_sql(self.dialect(), rule, now), |r| read_measured(kind, now, r)).await?;
+            measured.push(rows.into_iter().next().unwrap_or_default());
+        }
+
+        // 3. The decisions and what they leave, in one transaction.
+        let mut tx = self.begin_write().await?;
         // Alerts of rules no longer configured are dropped (their transitions stay).
         let mut sql = tx.sql();
         sql.push("DELETE FROM alert_states WHERE NOT (")
             .in_list("rule", rules.iter().map(|r| r.name.clone()).collect())
             .push(")");
         tx.execute(sql).await?;
-
         let states = read_states(&mut tx).await?;
         let mut transitions = Vec::new();
-        for rule in rules {
-            let measured = {
-                let sql = measure_sql(tx.dialect(), rule, now);
-                let kind = rule.kind;
-                tx.fetch(sql, |r| read_measured(kind, now, r)).await?.into_iter().next().unwrap_or_default()
+        for (rule, measured) in rules.iter().zip(&measured) {
+            let previous = match states.get(&rule.name) {
+                // A later minute was written first (this one was slow): it stands.
+                Some((_, evaluated_at)) if *evaluated_at >= now => continue,
+                Some((state, _)) => *state,
+                None => AlertState::new(now),
             };
-            let previous = states.get(&rule.name).copied().unwrap_or_else(|| AlertState::new(now));
-            let e = evaluate(rule, &previous, &measured, now);
-            write_state(&mut tx, rule, &e.state, e.value, &measured, now).await?;
-            if let Some(from) = e.from {
-                let notice = write_transition(&mut tx, rule, from, &e.state, e.value, &measured, now).await?;
-                if let Some(notice) = notice {
-                    if notice.status.notifies() {
-                        for target in targets(rule) {
-                            let mut sql = tx.sql();
-                            sql.push(
-                                "INSERT INTO alert_notifications (transition_id, target, status, next_attempt_at) \
-                                 VALUES (",
-                            )
-                            .bind(Arg::Int(Some(notice.id)))
-                            .push(", ")
-                            .bind(Arg::Text(Some(target)))
-                            .push(", 'pending', ")
-                            .bind(Arg::Timestamp(Some(now)))
-                            .push(") ON CONFLICT (transition_id, target) DO NOTHING");
-                            tx.execute(sql).await?;
-                        }
-                    }
-                    transitions.push(notice);
+            let e = evaluate(rule, &previous, measured, now);
+            write_state(&mut tx, rule, &e.state, e.value, measured, now).await?;
+            let Some(from) = e.from else { continue };
+            let Some(notice) = write_transition(&mut tx, rule, from, &e.state, e.value, measured, now).await? else {
+                continue;
+            };
+            if notice.status.notifies() {
+                for target in targets(rule) {
+                    let mut sql = tx.sql();
+                    sql.push(
+                        "INSERT INTO alert_notifications (transition_id, target, status, next_attempt_at) VALUES (",
+                    )
+                    .bind(Arg::Int(Some(notice.id)))
+                    .push(", ")
+                    .bind(Arg::Text(Some(target)))
+                    .push(", 'pending', ")
+                    .bind(Arg::Timestamp(Some(now)))
+                    .push(") ON CONFLICT (transition_id, target) DO NOTHING");
+                    tx.execute(sql).await?;
                 }
             }
+            transitions.push(notice);
         }
         tx.commit().await?;
         Ok(Some(transitions))
@@ -488,9 +502,10 @@ impl Store {
     }
 }
 
-async fn read_states(tx: &mut Tx) -> Result<HashMap<String, AlertState>, StoreError> {
+/// Each rule's state and when it was written.
+async fn read_states(tx: &mut Tx) -> Result<HashMap<String, (AlertState, DateTime<Utc>)>, StoreError> {
     let mut sql = tx.sql();
-    sql.push("SELECT rule, status, since, clear_since FROM alert_states");
+    sql.push("SELECT rule, status, since, clear_since, evaluated_at FROM alert_states");
     let rows = tx
         .fetch(sql, |r| {
             let state = AlertState {
@@ -498,7 +513,8 @@ async fn read_states(tx: &mut Tx) -> Result<HashMap<String, AlertState>, StoreEr
                 since: r.timestamp("since")?.ok_or_else(|| StoreError::corrupt("alert since", "null"))?,
                 clear_since: r.timestamp("clear_since")?,
             };
-            Ok((r.text("rule")?.unwrap_or_default(), state))
+            let evaluated_at = r.timestamp("evaluated_at")?.unwrap_or_default();
+            Ok((r.text("rule")?.unwrap_or_default(), (state, evaluated_at)))
         })
         .await?;
     Ok(rows.into_iter().collect())

@@ -674,3 +674,33 @@ min_sample = 0
     }
     assert!(stdout.contains("and 8 alert rules: 8 errors"), "{stdout}");
 }
+
+/// Indicative cost of one evaluation of the example rules over a large store:
+/// `TIDINGS_ALERT_BENCH_DB=sqlite:///path.db cargo test --test it alerts::evaluation_cost -- --ignored --nocapture`
+/// (the database seeded by `deploy/prometheus/../../benches`-style script in the README).
+#[tokio::test]
+#[ignore]
+async fn evaluation_cost() {
+    let Ok(url) = std::env::var("TIDINGS_ALERT_BENCH_DB") else { return };
+    let store = Store::open(&url).await.unwrap();
+    let config = Config::load(&root().join("tidings.toml"), true, |_| None).unwrap();
+    let sources = Sources::standard(&config.workflows_dir, &config.templates_dir).unwrap();
+    let project = Project::load(&sources, config.timezone());
+    let (rules, problems) = tidings::service::alert_rules(&config, &project);
+    assert!(problems.is_empty());
+    let now = at("2026-03-31T00:00:00Z");
+    for minute in 0..5 {
+        let started = std::time::Instant::now();
+        let changed =
+            store.evaluate_alerts(&rules, "bench", now + Duration::minutes(minute), &|_| Vec::new()).await.unwrap();
+        println!(
+            "evaluation {minute}: {} rules in {:?} ({} transitions)",
+            rules.len(),
+            started.elapsed(),
+            changed.map_or(0, |c| c.len())
+        );
+    }
+    for a in store.alerts().await.unwrap() {
+        println!("{} {:?} {:?} {:?}", a.rule, a.status, a.value, a.numbers);
+    }
+}
