@@ -675,20 +675,62 @@ min_sample = 0
     assert!(stdout.contains("and 8 alert rules: 8 errors"), "{stdout}");
 }
 
-/// Indicative cost of one evaluation of the example rules over a large store:
-/// `TIDINGS_ALERT_BENCH_DB=sqlite:///path.db cargo test --test it alerts::evaluation_cost -- --ignored --nocapture`
-/// (the database seeded by `deploy/prometheus/../../benches`-style script in the README).
+/// Indicative cost of an evaluation of the example rules (`tidings.toml`) over a large
+/// SQLite store: `TIDINGS_ALERT_BENCH_N` (default 1,000,000) runs and deliveries over 30
+/// days across five journeys (2% failed, half of them permanently; 10% converted) and a
+/// fifth as many events (5% bounces, 3% unsubscribes), generated in SQL.
+/// `cargo test --release --test it alerts::evaluation_cost -- --ignored --nocapture`
 #[tokio::test]
 #[ignore]
 async fn evaluation_cost() {
-    let Ok(url) = std::env::var("TIDINGS_ALERT_BENCH_DB") else { return };
-    let store = Store::open(&url).await.unwrap();
+    let n: i64 = std::env::var("TIDINGS_ALERT_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("bench.db").display())).await.unwrap();
+    let Store::Sqlite(pool) = &store else { unreachable!() };
+    let seeded = std::time::Instant::now();
+    // Instants: 2026-03-01 + a scrambled second of 30 days, in the stored text form.
+    let at = |seed: &str| {
+        format!(
+            "strftime('%Y-%m-%dT%H:%M:%S', 1772323200 + ({seed}) * 2654435761 % 2592000, 'unixepoch') || '.000000Z'"
+        )
+    };
+    let journey = "CASE i % 5 WHEN 0 THEN 'welcome' WHEN 1 THEN 'winback' WHEN 2 THEN 'birthday' \
+                   WHEN 3 THEN 'reactivation' ELSE 'points_expiry' END";
+    for statement in [
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO runs (id, member_id, journey_id, journey_version, status, entered_at, converted_at, trigger_key) \
+             SELECT i, 'm' || i, {journey}, 'v1', 'done', {}, CASE WHEN (i / 5) % 10 = 3 THEN {} END, 'k' || i FROM n",
+            at("i"),
+            at("i + (i % 7) * 3600")
+        ),
+        format!(
+            "INSERT INTO deliveries (id, run_id, step, member_id, journey_id, channel, status, reason, created_at, \
+             attempted_at, sent_at, last_error) \
+             SELECT id, id, 'hello', member_id, journey_id, 'email', \
+             CASE WHEN id % 50 = 0 THEN 'failed' ELSE 'sent' END, \
+             CASE WHEN id % 100 = 0 THEN 'permanent_failure' WHEN id % 50 = 0 THEN 'failed' END, \
+             entered_at, entered_at, CASE WHEN id % 50 <> 0 THEN entered_at END, \
+             CASE WHEN id % 50 = 0 THEN '550 no such user' END FROM runs"
+        ),
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n} / 5) \
+             INSERT INTO events (id, member_id, name, occurred_at, properties, received_at) \
+             SELECT 'e' || i, 'm' || i, CASE WHEN i % 100 < 5 THEN 'message.bounced' \
+             WHEN i % 100 < 8 THEN 'member.unsubscribed' ELSE 'message.opened' END, {at_e}, \
+             json_object('delivery_id', i * 5 % {n} + 1), {at_e} FROM n",
+            at_e = at("i * 7")
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(pool).await.unwrap();
+    }
+    println!("seeded {n} runs and deliveries, {} events in {:?}", n / 5, seeded.elapsed());
     let config = Config::load(&root().join("tidings.toml"), true, |_| None).unwrap();
     let sources = Sources::standard(&config.workflows_dir, &config.templates_dir).unwrap();
     let project = Project::load(&sources, config.timezone());
     let (rules, problems) = tidings::service::alert_rules(&config, &project);
     assert!(problems.is_empty());
-    let now = at("2026-03-31T00:00:00Z");
+    let now = at_time("2026-03-31T00:00:00Z");
     for minute in 0..5 {
         let started = std::time::Instant::now();
         let changed =
@@ -701,6 +743,10 @@ async fn evaluation_cost() {
         );
     }
     for a in store.alerts().await.unwrap() {
-        println!("{} {:?} {:?} {:?}", a.rule, a.status, a.value, a.numbers);
+        println!("{:<20} {:<8} {:?} {:?}", a.rule, a.status.as_str(), a.value, a.numbers);
     }
+}
+
+fn at_time(text: &str) -> DateTime<Utc> {
+    at(text)
 }
