@@ -704,15 +704,14 @@ async fn evaluation_cost() {
             at("i"),
             at("i + (i % 7) * 3600")
         ),
-        format!(
-            "INSERT INTO deliveries (id, run_id, step, member_id, journey_id, channel, status, reason, created_at, \
+        "INSERT INTO deliveries (id, run_id, step, member_id, journey_id, channel, status, reason, created_at, \
              attempted_at, sent_at, last_error) \
              SELECT id, id, 'hello', member_id, journey_id, 'email', \
              CASE WHEN id % 50 = 0 THEN 'failed' ELSE 'sent' END, \
              CASE WHEN id % 100 = 0 THEN 'permanent_failure' WHEN id % 50 = 0 THEN 'failed' END, \
              entered_at, entered_at, CASE WHEN id % 50 <> 0 THEN entered_at END, \
              CASE WHEN id % 50 = 0 THEN '550 no such user' END FROM runs"
-        ),
+            .to_string(),
         format!(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n} / 5) \
              INSERT INTO events (id, member_id, name, occurred_at, properties, received_at) \
