@@ -87,6 +87,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DataFormat::Table)]
         format: DataFormat,
     },
+    /// The alerts: each rule's status and numbers, and the latest transitions (exit 1 while
+    /// one is firing).
+    Alerts {
+        /// The database (overrides the config and TIDINGS_DATABASE_URL).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// How many recent transitions to show.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t = DataFormat::Table)]
+        format: DataFormat,
+    },
     /// Run the journeys over fixtures on a virtual clock; print every send, skip and exit.
     Simulate {
         /// Members as CSV or JSON lines, as they are at --from.
@@ -138,7 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.config, explicit_config, |key| std::env::var(key).ok())
         .with_context(|| format!("loading config {}", cli.config.display()))?;
     match cli.command {
-        Command::Validate { paths, format } => validate(&config, &paths, format),
+        Command::Validate { paths, format } => validate(&config, &paths, format, explicit_config),
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&crate::journey::json_schema())?;
             writeln!(std::io::stdout(), "{schema}")?;
@@ -165,6 +177,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::preview::Request { journey, step, member, variant, event, json: format == DataFormat::Json };
             crate::preview::run(&config, &request).await
         }
+        Command::Alerts { database_url, limit, format } => {
+            let mut config = config;
+            if let Some(url) = database_url {
+                config.database_url = url;
+            }
+            crate::alert_view::run(&config, limit, format == DataFormat::Json).await
+        }
         Command::Simulate { members, events, from, until, workflows, templates, format } => {
             let request = crate::simulate::Request {
                 members,
@@ -190,8 +209,21 @@ fn load_project(config: &Config, paths: &[PathBuf]) -> anyhow::Result<Project> {
     Ok(Project::load(&sources, config.timezone()))
 }
 
-fn validate(config: &Config, paths: &[PathBuf], format: DiagnosticFormat) -> anyhow::Result<ExitCode> {
-    let project = load_project(config, paths)?;
+fn validate(
+    config: &Config,
+    paths: &[PathBuf],
+    format: DiagnosticFormat,
+    explicit_config: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut project = load_project(config, paths)?;
+    // The `[[alerts]]` name journeys: checked against all of them (no paths) or whenever
+    // the config was named.
+    let mut alert_rules = 0;
+    if paths.is_empty() || explicit_config {
+        let (_, found) = crate::service::alert_rules(config, &project);
+        project.diagnostics.extend(found);
+        alert_rules = config.alerts.len();
+    }
     let mut out = std::io::stdout().lock();
     for d in &project.diagnostics {
         match format {
@@ -209,11 +241,18 @@ fn validate(config: &Config, paths: &[PathBuf], format: DiagnosticFormat) -> any
     }
     let (errors, warnings) = (project.count(Severity::Error), project.count(Severity::Warning));
     if format != DiagnosticFormat::Json {
+        let checked = match alert_rules {
+            0 => format!("{} journeys and {} templates", project.journey_files, project.templates.len()),
+            n => format!(
+                "{} journeys, {} templates and {n} {}",
+                project.journey_files,
+                project.templates.len(),
+                plural(n, "alert rule")
+            ),
+        };
         writeln!(
             out,
-            "checked {} journeys and {} templates: {} {}, {} {}",
-            project.journey_files,
-            project.templates.len(),
+            "checked {checked}: {} {}, {} {}",
             errors,
             plural(errors, "error"),
             warnings,

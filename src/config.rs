@@ -24,6 +24,12 @@ pub struct Config {
     pub shop: Shop,
     pub channels: Channels,
     pub engine: EngineTuning,
+    /// `[[alerts]]`: the rules as written; `alert::compile` checks them against the journeys
+    /// (`validate`, `serve`).
+    pub alerts: Vec<crate::alert::RawRule>,
+    /// The file this config was read from, for the alert rules' diagnostics.
+    #[serde(skip)]
+    pub source: Option<std::sync::Arc<crate::source::SourceFile>>,
 }
 
 /// `[engine]`: how workers batch and hold work; the defaults suit one process or many.
@@ -93,6 +99,8 @@ impl Default for Config {
             shop: Shop::default(),
             channels: Channels::default(),
             engine: EngineTuning::default(),
+            alerts: Vec::new(),
+            source: None,
         }
     }
 }
@@ -264,8 +272,12 @@ impl Config {
     /// and checks the values.
     pub fn load(path: &Path, required: bool, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let mut config = match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str::<Config>(&text)
-                .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?,
+            Ok(text) => {
+                let mut config = toml::from_str::<Config>(&text)
+                    .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?;
+                config.source = Some(crate::source::SourceFile::new(path, text));
+                config
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Config::default(),
             Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
         };

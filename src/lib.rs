@@ -20,6 +20,8 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod alert;
+pub mod alert_view;
 pub mod assign;
 pub mod channel;
 pub mod channels;
@@ -36,6 +38,7 @@ pub mod journey;
 pub mod links;
 pub mod member;
 pub mod member_view;
+pub mod notifier;
 pub mod preview;
 pub mod project;
 pub mod report;

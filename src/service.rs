@@ -31,13 +31,41 @@ pub fn load_project(config: &Config) -> anyhow::Result<Project> {
     Ok(project)
 }
 
+/// The config's `[[alerts]]` checked against the journeys: the rules and every problem.
+pub fn alert_rules(
+    config: &Config,
+    project: &Project,
+) -> (Vec<crate::alert::Rule>, Vec<crate::diagnostic::Diagnostic>) {
+    let file = config.source.clone().unwrap_or_else(|| crate::source::SourceFile::new("tidings.toml", ""));
+    crate::alert::compile(&config.alerts, &file, &project.journeys)
+}
+
+/// The alert rules and their notification targets (a rule with an error stops the start).
+fn alerting(config: &Config, project: &Project) -> anyhow::Result<engine::alerts::Alerting> {
+    let (rules, diagnostics) = alert_rules(config, project);
+    for d in &diagnostics {
+        eprintln!("{}", d.render());
+    }
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    anyhow::ensure!(errors == 0, "{errors} error(s) in the alert rules; fix them and start again");
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    Ok(engine::alerts::Alerting {
+        rules,
+        webhook: env(crate::notifier::WEBHOOK_URL_VAR).is_some(),
+        email: env(crate::notifier::EMAIL_VAR),
+    })
+}
+
 /// Builds the engine the config describes; `links` signs the links in its messages.
 pub async fn engine(config: &Config, store: Store, channels: Channels, links: LinkSigner) -> anyhow::Result<Engine> {
     let project = load_project(config)?;
+    let alerting = alerting(config, &project)?;
     let registry = Registry::load(project, &store, config.timezone(), Utc::now()).await?;
     let policies = engine::policies(config).map_err(anyhow::Error::msg)?;
     let options = engine::Options::from_config(config, links);
-    Ok(Engine::new(store, registry, policies, config.state_settings(), channels, options))
+    let engine = Engine::new(store, registry, policies, config.state_settings(), channels, options);
+    engine.set_alerting(alerting);
+    Ok(engine)
 }
 
 /// Runs the engine (and with `http`, the HTTP routes) until SIGTERM or ctrl-c.
@@ -47,8 +75,18 @@ pub async fn run(config: &Config, http: bool) -> anyhow::Result<()> {
     // One signer for the messages and the routes that answer their links.
     let links =
         LinkSigner::from_env(&config.public_url, |name| std::env::var(name).ok()).context(crate::links::SECRET_VAR)?;
+    let notifier = crate::notifier::Notifier::from_env(
+        store.clone(),
+        channels.clone(),
+        crate::channels::RetryPolicy::from_config(&config.channels.retry),
+        Some(config.public_url.clone()),
+        |name| std::env::var(name).ok(),
+    )
+    .context("configuring alert notifications")?;
     let engine = Arc::new(engine(config, store.clone(), channels, links.clone()).await?);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    // Alert notifications go out beside the tick, so a slow receiver never delays a send.
+    let notifications = crate::notifier::spawn(Arc::new(notifier), Duration::from_secs(1), stop.clone());
 
     let server = if http {
         let state = http_state(config, store.clone(), links)?;
@@ -94,6 +132,7 @@ pub async fn run(config: &Config, http: bool) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     // The worker finishes the batch in flight (its sends included), then stops.
     worker.await.context("the engine task failed")?;
+    notifications.await.context("the alert notification task failed")?;
     engine.release().await?;
     if let Some(server) = server {
         server.await.context("the HTTP task failed")??;
@@ -140,7 +179,9 @@ async fn wait_for_signals(config: &Config, engine: &Engine) {
 
 async fn reload(config: &Config, engine: &Engine) -> anyhow::Result<()> {
     let project = load_project(config)?;
+    let alerting = alerting(config, &project)?;
     let registry = Registry::load(project, engine.store(), config.timezone(), Utc::now()).await?;
     engine.reload(registry).await;
+    engine.set_alerting(alerting);
     Ok(())
 }

@@ -26,6 +26,14 @@ pub const INGEST_QUEUE_DEPTH: &str = "tidings_ingest_queue_depth";
 pub const DUE_DELIVERIES: &str = "tidings_due_deliveries";
 pub const DUE_RUNS: &str = "tidings_due_runs";
 pub const INBOX_DEPTH: &str = "tidings_inbox_depth";
+/// Seconds the oldest due work (run, delivery, lost send, inbox event) has waited (set at
+/// each scrape): what `queue_lag` alerts on.
+pub const OLDEST_DUE_SECONDS: &str = "tidings_oldest_due_seconds";
+/// 1 while an alert is firing, else 0, by `rule` and `kind` (set at each scrape).
+pub const ALERT_FIRING: &str = "tidings_alert_firing";
+/// Each alert's last value (a fraction for rates and drops, seconds, sends), by `rule` and
+/// `kind`; absent while a window holds too little to judge.
+pub const ALERT_VALUE: &str = "tidings_alert_value";
 /// Sends answered by a provider, by `channel` and `outcome` (sent, transient, permanent,
 /// unregistered).
 pub const DELIVERIES: &str = "tidings_deliveries_total";
@@ -83,5 +91,17 @@ pub fn record_ingested(source: &'static str, inserted: u64, duplicates: u64) {
     metrics::counter!(EVENTS_INGESTED, "source" => source).increment(inserted);
     if duplicates > 0 {
         metrics::counter!(EVENTS_DUPLICATE, "source" => source).increment(duplicates);
+    }
+}
+
+/// The alerts' gauges, from their stored states.
+pub fn record_alerts(alerts: &[crate::store::alerts::AlertRow]) {
+    for a in alerts {
+        let labels = [("rule", a.rule.clone()), ("kind", a.kind.as_str().to_string())];
+        let firing = if a.status == crate::alert::Status::Firing { 1.0 } else { 0.0 };
+        metrics::gauge!(ALERT_FIRING, &labels).set(firing);
+        if let Some(value) = a.value {
+            metrics::gauge!(ALERT_VALUE, &labels).set(value);
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! No state lives in memory between ticks except caches; a waiting member is a row.
 
 mod advance;
+pub mod alerts;
 mod dispatch;
 mod inbox;
 pub mod registry;
@@ -128,6 +129,9 @@ pub struct Engine {
     derived_day: Mutex<Option<chrono::NaiveDate>>,
     /// The leases this worker holds, and until when the store says so ([`Engine::hold_lease`]).
     leases: std::sync::Mutex<HashMap<&'static str, DateTime<Utc>>>,
+    /// The alert rules ([`alerts`]) and the last minute this process evaluated them in.
+    alerting: std::sync::RwLock<Arc<alerts::Alerting>>,
+    alert_minute: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Engine {
@@ -149,6 +153,8 @@ impl Engine {
             schedule_cursor: Mutex::new(HashMap::new()),
             derived_day: Mutex::new(None),
             leases: std::sync::Mutex::new(HashMap::new()),
+            alerting: std::sync::RwLock::default(),
+            alert_minute: Mutex::new(None),
         }
     }
 
@@ -182,6 +188,10 @@ impl Engine {
         let enrolled = self.enroll(clock()).await?;
         let advanced = self.advance_with(clock).await?;
         let sent = self.send_with(clock).await?;
+        // Alerts watch the engine; a failure to evaluate them must not stop it.
+        if let Err(error) = self.watch(clock()).await {
+            tracing::error!(%error, "evaluating the alert rules failed");
+        }
         Ok(Tick { events, enrolled, advanced, sent })
     }
 

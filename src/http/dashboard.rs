@@ -104,7 +104,8 @@ th:first-child,td:first-child{text-align:left}th{background:#eef0f4;font-weight:
 .card{background:#fff;border:1px solid #e3e6eb;border-radius:6px;padding:1rem;margin-bottom:1.2rem}\
 .muted{color:#667}button{cursor:pointer}.quiet{background:none;border:1px solid #889;color:#fff;border-radius:4px}\
 .login{max-width:360px;margin:4rem auto}.login input{width:100%;padding:.4rem;margin:.5rem 0}\
-.error{color:#b00020}";
+.error{color:#b00020}\
+tr.alert-firing td{color:#b00020;background:#fdecee;font-weight:600}tr.alert-pending td{color:#8a5a00}";
 
 fn login_page(status: StatusCode, error: Option<&str>) -> Response {
     let error = error.map(|e| format!("<p class=\"error\" id=\"login-error\">{}</p>", esc(e))).unwrap_or_default();
@@ -161,7 +162,12 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
         Ok(j) => j,
         Err(e) => return internal(e),
     };
-    let mut body = String::from("<h1>Journeys</h1>");
+    let alerts = match state.store.alerts().await {
+        Ok(a) => a,
+        Err(e) => return internal(e),
+    };
+    let mut body = alerts_panel(&alerts);
+    body.push_str("<h1>Journeys</h1>");
     if journeys.is_empty() {
         body.push_str("<p class=\"muted\">No member has entered a journey yet.</p>");
     } else {
@@ -182,6 +188,52 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
         body.push_str("</table>");
     }
     Html(page("Journeys", &body)).into_response()
+}
+
+/// The alerts panel of the home page: firing alerts in red with their rule, numbers and a
+/// link to the journey; pending ones below; a line when all is well.
+pub fn alerts_panel(alerts: &[crate::store::alerts::AlertRow]) -> String {
+    use crate::alert::Status;
+    use crate::alert::message::numbers;
+    let shown: Vec<_> = alerts.iter().filter(|a| matches!(a.status, Status::Firing | Status::Pending)).collect();
+    let mut out = String::from("<section class=\"card\" id=\"alerts\"><h2>Alerts</h2>");
+    if shown.is_empty() {
+        let _ = write!(
+            out,
+            "<p class=\"muted\" id=\"alerts-ok\">No alert is firing ({} rule{} watched).</p>",
+            alerts.len(),
+            if alerts.len() == 1 { "" } else { "s" }
+        );
+    } else {
+        out.push_str("<table><tr><th>rule</th><th>status</th><th>value</th><th>threshold</th><th>numbers</th><th>scope</th><th>since</th></tr>");
+        for a in shown {
+            let class = if a.status == Status::Firing { "alert-firing" } else { "alert-pending" };
+            let value = a.value.map_or_else(|| "-".to_string(), |v| a.kind.format_value(v));
+            let scope = match &a.scope.journey {
+                Some(j) => format!(
+                    "<a href=\"/dashboard/journeys/{}\">{}</a>",
+                    esc(&percent_encode(j)),
+                    esc(&a.scope.describe())
+                ),
+                None => esc(&a.scope.describe()),
+            };
+            let _ = write!(
+                out,
+                "<tr class=\"{class}\"><td>{} <span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{scope}</td><td>{}</td></tr>",
+                esc(&a.rule),
+                esc(a.kind.as_str()),
+                a.status.as_str(),
+                esc(&value),
+                esc(&a.kind.format_value(a.threshold)),
+                esc(&numbers(a.kind, &a.numbers, a.window_seconds, a.baseline_seconds)),
+                a.since.format("%Y-%m-%d %H:%M UTC"),
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</section>");
+    out
 }
 
 fn percent_encode(text: &str) -> String {

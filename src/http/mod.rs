@@ -7,6 +7,7 @@
 //!   Standard Webhooks signature ([`signature`])
 //! - `GET|POST /u/{token}`, `GET /o/{token}`, `GET /c/{token}` ([`tracking`]): signed links
 //! - `GET /metrics` (Prometheus text, bearer token)
+//! - `GET /v1/alerts` (bearer token): the alerts, firing first, and recent transitions
 //!
 //! A 2xx means stored: every route that records events hands them, checked, to the
 //! group-commit [`ingest`] writer and answers after the transaction holding them
@@ -136,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/events", post(post_events))
         .route("/v1/members", post(post_members))
+        .route("/v1/alerts", get(alerts))
         .merge(dashboard::routes())
         .route("/webhooks/shopify", post(webhooks::shopify))
         .route("/webhooks/woocommerce", post(webhooks::woocommerce))
@@ -227,9 +229,20 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     metrics::gauge!(t::DUE_DELIVERIES).set(deliveries as f64);
     metrics::gauge!(t::DUE_RUNS).set(runs as f64);
     metrics::gauge!(t::INBOX_DEPTH).set(inbox as f64);
+    metrics::gauge!(t::OLDEST_DUE_SECONDS).set(state.store.queue_lag_seconds(now).await? as f64);
+    t::record_alerts(&state.store.alerts().await?);
     let handle = t::prometheus();
     handle.run_upkeep();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response())
+}
+
+/// The alerts (bearer token): `firing` (rule names), every alert with its numbers, and the
+/// latest transitions.
+async fn alerts(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let view = crate::alert_view::AlertsView::load(&state.store, 50).await?;
+    let firing: Vec<&str> = view.firing().map(|a| a.rule.as_str()).collect();
+    Ok(Json(json!({ "firing": firing, "alerts": view.alerts, "transitions": view.transitions })))
 }
 
 /// Checks `Authorization: Bearer …` against the token in constant time.

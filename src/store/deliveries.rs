@@ -210,8 +210,10 @@ impl Store {
             // Each outcome sets what it owns and leaves the rest as it was: a send its time,
             // provider id and subject; a retry its next attempt and error; a failure its
             // reason and error.
+            // `attempted_at` dates the attempt for the alert rates (`store::alerts`).
+            sql.push(") UPDATE deliveries SET attempted_at = ").bind(Arg::Timestamp(Some(now)));
             sql.push(
-                ") UPDATE deliveries SET status = v.status, claimed_until = NULL, \
+                ", status = v.status, claimed_until = NULL, \
                  sent_at = CASE WHEN v.status = 'sent' THEN v.sent_at ELSE deliveries.sent_at END, \
                  provider_message_id = CASE WHEN v.status = 'sent' THEN v.provider_message_id \
                      ELSE deliveries.provider_message_id END, \

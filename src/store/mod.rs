@@ -18,6 +18,7 @@
 //! PostgreSQL the member rows a batch changes are locked (`FOR UPDATE`, in id order) before
 //! their events are read.
 
+pub mod alerts;
 pub mod bulk;
 pub mod codec;
 pub mod deliveries;

@@ -160,6 +160,21 @@ async fn an_operator_signs_in_in_a_browser_and_reads_the_funnel() {
     let (pool, _dir) = crate::support::sqlite_pool().await;
     let shop = seeded(Store::Sqlite(pool)).await;
     let report = tidings::report::load(&shop.store, "trial", None).await.unwrap().unwrap();
+    // The trial journey sent nothing in the last hour of its third day, after sending on the
+    // first two: a `no_sends` alert fires.
+    let silent = tidings::alert::Rule {
+        name: "trial_silent".into(),
+        kind: tidings::alert::Kind::NoSends,
+        window: 3_600,
+        threshold: 0.0,
+        min_sample: 1,
+        for_: 0,
+        baseline: 7 * 86_400,
+        scope: tidings::alert::Scope { journey: Some("trial".into()), ..Default::default() },
+        email: None,
+    };
+    let day3 = at("2026-03-05T02:00:00Z");
+    shop.store.evaluate_alerts(&[silent], "test", day3, &|_| Vec::new()).await.unwrap();
     let base = spawn_app(shop.store.clone()).await;
 
     let port = free_port();
@@ -198,7 +213,10 @@ async fn an_operator_signs_in_in_a_browser_and_reads_the_funnel() {
         browser.goto(&base).await?;
         browser.find(Locator::Css("#token")).await?.send_keys(TOKEN).await?;
         browser.find(Locator::Css("#sign-in")).await?.click().await?;
-        browser.find(Locator::Css("a[href='/dashboard/journeys/trial']")).await?.click().await?;
+        let alert = browser.find(Locator::Css("#alerts tr.alert-firing")).await?.text().await?;
+        let alert_color = browser.find(Locator::Css("#alerts tr.alert-firing td")).await?.css_value("color").await?;
+        browser.find(Locator::Css("#alerts a[href='/dashboard/journeys/trial']")).await?;
+        browser.find(Locator::Css("#journeys a[href='/dashboard/journeys/trial']")).await?.click().await?;
         browser.wait().for_element(Locator::Css("#funnel")).await?;
         let mut shown = Vec::new();
         for step in &report.funnel {
@@ -211,11 +229,14 @@ async fn an_operator_signs_in_in_a_browser_and_reads_the_funnel() {
         }
         let total = browser.find(Locator::Css("#total-converted")).await?.text().await?;
         let png = browser.screenshot().await?;
-        Ok::<_, fantoccini::error::CmdError>((shown, total, png))
+        Ok::<_, fantoccini::error::CmdError>((shown, total, png, alert, alert_color))
     }
     .await;
     let _ = browser.close().await;
-    let (shown, total, png) = result.expect("the dashboard in the browser");
+    let (shown, total, png, alert, alert_color) = result.expect("the dashboard in the browser");
+    assert!(alert.starts_with("trial_silent no_sends firing 0 sends"), "the alerts panel: {alert}");
+    assert!(alert.contains("0 sends in 1h") && alert.contains("journey trial"), "{alert}");
+    assert_eq!(alert_color, "rgba(176, 0, 32, 1)", "a firing alert is red");
 
     let expected: Vec<(String, Vec<String>)> = report
         .funnel

@@ -1,5 +1,6 @@
 //! The one integration test binary: each module tests one part of the product.
 
+mod alerts;
 mod channels;
 mod condition_sql;
 mod dashboard;

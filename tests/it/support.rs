@@ -287,7 +287,21 @@ impl SmtpServer {
         SmtpServer::start_offering(None, false).await
     }
 
+    /// A server that answers `RCPT TO` with `reply` only for the recipients `refuse` picks
+    /// (a share of bad addresses), and accepts the others.
+    pub async fn refusing(reply: &'static str, refuse: fn(&str) -> bool) -> SmtpServer {
+        SmtpServer::start_with(Some(reply), true, Some(refuse)).await
+    }
+
     async fn start_offering(rcpt_reply: Option<&'static str>, pipelining: bool) -> SmtpServer {
+        SmtpServer::start_with(rcpt_reply, pipelining, None).await
+    }
+
+    async fn start_with(
+        rcpt_reply: Option<&'static str>,
+        pipelining: bool,
+        refuse: Option<fn(&str) -> bool>,
+    ) -> SmtpServer {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the test SMTP server");
         let url = format!("smtp://{}", listener.local_addr().unwrap());
@@ -298,7 +312,8 @@ impl SmtpServer {
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                let session = Session { store: store.clone(), rcpt_reply, pipelining, pipelined: ahead.clone() };
+                let session =
+                    Session { store: store.clone(), rcpt_reply, refuse, pipelining, pipelined: ahead.clone() };
                 tokio::spawn(smtp_session(socket, session));
             }
         });
@@ -314,13 +329,15 @@ impl SmtpServer {
 struct Session {
     store: std::sync::Arc<std::sync::Mutex<Vec<ReceivedMail>>>,
     rcpt_reply: Option<&'static str>,
+    /// Which recipients get `rcpt_reply` (all when `None`).
+    refuse: Option<fn(&str) -> bool>,
     pipelining: bool,
     pipelined: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 async fn smtp_session(socket: tokio::net::TcpStream, session: Session) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let Session { store, rcpt_reply, pipelining, pipelined } = session;
+    let Session { store, rcpt_reply, refuse, pipelining, pipelined } = session;
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
     let mut current = ReceivedMail { mail_from: String::new(), rcpt_to: Vec::new(), data: Vec::new() };
@@ -348,7 +365,7 @@ async fn smtp_session(socket: tokio::net::TcpStream, session: Session) {
             ahead = !lines.buffer().is_empty();
             "250 OK\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
-            match rcpt_reply {
+            match rcpt_reply.filter(|_| refuse.is_none_or(|refuse| refuse(&command[8..]))) {
                 Some(reply) => format!("{reply}\r\n"),
                 None => {
                     current.rcpt_to.push(command[8..].to_string());
