@@ -95,6 +95,9 @@ pub enum Command {
         /// Events as JSON lines (those before --from are history).
         #[arg(long)]
         events: Option<PathBuf>,
+        /// The catalogue as CSV or JSON lines, as `tidings import products` reads it.
+        #[arg(long)]
+        products: Option<PathBuf>,
         /// Start: RFC 3339, or a date (midnight in the default time zone).
         #[arg(long)]
         from: String,
@@ -165,10 +168,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::preview::Request { journey, step, member, variant, event, json: format == DataFormat::Json };
             crate::preview::run(&config, &request).await
         }
-        Command::Simulate { members, events, from, until, workflows, templates, format } => {
+        Command::Simulate { members, events, products, from, until, workflows, templates, format } => {
             let request = crate::simulate::Request {
                 members,
                 events,
+                products,
                 from,
                 until,
                 workflows,

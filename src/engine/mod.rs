@@ -53,6 +53,8 @@ pub struct Options {
     /// `TIDINGS_LINK_SECRET`).
     pub links: LinkSigner,
     pub shop: ShopInfo,
+    /// What members are recommended (`[recommendations]`).
+    pub recommend: crate::recommend::Settings,
 }
 
 impl Options {
@@ -66,6 +68,7 @@ impl Options {
             retry: RetryPolicy::default(),
             links,
             shop: shop_info(config),
+            recommend: config.recommendations.settings(),
         }
     }
 }

@@ -52,6 +52,7 @@ fn scenario(name: &str, from: &str, until: &str) -> Scenario {
     Scenario {
         members: dir.join("members.jsonl"),
         events: events.exists().then_some(events),
+        products: Some(dir.join("products.jsonl")).filter(|p| p.exists()),
         from: at(from),
         until: at(until),
     }
