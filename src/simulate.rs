@@ -347,6 +347,7 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
             }
         }
         let triggers = engine.next_trigger(last, &zones).await.is_some_and(|at| at <= now);
+        engine.refresh_models(now).await?;
         engine.settle_jump(now, last, triggers).await?;
         let mut next = engine.next_wake(now, &zones).await?;
         if let Some(event) = live.get(next_event) {

@@ -129,6 +129,8 @@ pub struct Engine {
     schedule_cursor: Mutex<HashMap<String, DateTime<Utc>>>,
     /// The last UTC day this process saw derived state refreshed (skips the claim after).
     derived_day: Mutex<Option<chrono::NaiveDate>>,
+    /// The same for the recommendation models ([`Engine::refresh_models`]).
+    models_day: Mutex<Option<chrono::NaiveDate>>,
     /// The leases this worker holds, and until when the store says so ([`Engine::hold_lease`]).
     leases: std::sync::Mutex<HashMap<&'static str, DateTime<Utc>>>,
 }
@@ -151,6 +153,7 @@ impl Engine {
             options,
             schedule_cursor: Mutex::new(HashMap::new()),
             derived_day: Mutex::new(None),
+            models_day: Mutex::new(None),
             leases: std::sync::Mutex::new(HashMap::new()),
         }
     }
