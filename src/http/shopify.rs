@@ -346,4 +346,17 @@ mod tests {
         let bad_total = json!({ "id": 1, "currency": "USD", "total_price": "lots", "customer": { "id": 2 } });
         assert!(map("orders/create", "wh", &bad_total, now()).unwrap_err().0.contains("total_price"));
     }
+
+    #[test]
+    fn an_orders_line_items_become_its_items_and_custom_lines_are_left_out() {
+        let order = json!({
+            "id": 450789469, "currency": "JPY", "total_price": "2000", "customer": { "id": 207119551 },
+            "line_items": [
+                { "product_id": 632910392, "quantity": 1, "price": "1000.00" },
+                { "product_id": null, "quantity": 1, "price": "1000" },
+            ],
+        });
+        let placed = events(map("orders/create", "wh", &order, now()).unwrap());
+        assert_eq!(placed[0].properties["items"], json!([{ "product_id": "632910392", "quantity": 1, "price": 1000 }]));
+    }
 }

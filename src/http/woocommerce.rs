@@ -253,4 +253,44 @@ mod tests {
         assert!(matches!(map("order.created", "d", &guest, now()), Ok(Mapping::Ignored(r)) if r.contains("guest")));
         assert!(matches!(map("product.created", "d", &json!({}), now()), Ok(Mapping::Ignored(_))));
     }
+
+    #[test]
+    fn an_orders_line_items_become_its_items_in_minor_units() {
+        let order = json!({
+            "id": 727, "status": "processing", "currency": "USD", "total": "29.35", "customer_id": 26,
+            "line_items": [
+                { "product_id": 93, "quantity": 2, "price": 9.5 },
+                { "product_id": 0, "quantity": 1, "price": "10.35" },
+            ],
+        });
+        let placed = events(map("order.created", "d", &order, now()).unwrap());
+        assert_eq!(placed[0].properties["items"], json!([{ "product_id": "93", "quantity": 2, "price": 950 }]));
+        crate::state::check_event(&placed[0]).unwrap();
+    }
+
+    #[test]
+    fn product_webhooks_upsert_and_delete_the_catalogue() {
+        let storefront = Storefront { url: "https://shop.example".into(), currency: "USD".into() };
+        let product = json!({
+            "id": 799, "name": "Ship Your Idea", "permalink": "https://shop.example/product/ship-your-idea",
+            "price": "21.99", "status": "publish", "stock_status": "outofstock",
+            "categories": [{ "id": 9, "name": "Clothing" }], "tags": [{ "name": "cotton" }],
+            "images": [{ "src": "https://shop.example/ship.jpg" }],
+        });
+        let Some(Ok(Mapping::Products { upsert, delete })) = map_product("product.updated", &product, &storefront)
+        else {
+            panic!("a product")
+        };
+        assert!(delete.is_empty());
+        let p = &upsert[0];
+        assert_eq!((p.id.as_str(), p.price, p.currency.as_deref()), ("799", Some(2199), Some("USD")));
+        assert_eq!((p.category.as_deref(), p.tags.clone()), (Some("Clothing"), vec!["cotton".to_string()]));
+        assert!(!p.in_stock && p.published);
+        assert!(matches!(
+            map_product("product.deleted", &json!({ "id": 799 }), &storefront),
+            Some(Ok(Mapping::Products { delete, .. })) if delete == vec!["799".to_string()]
+        ));
+        assert!(map_product("order.created", &product, &storefront).is_none());
+        assert!(map_product("product.created", &json!({ "id": 1, "price": "-1" }), &storefront).unwrap().is_err());
+    }
 }

@@ -210,13 +210,13 @@ impl Store {
         // The member × product set of the window, known products only; each pair of
         // products one member bought counts once for that member. The score is the
         // squared cosine of the two buyer sets (no square root in SQLite's core).
-        sql.push(&format!(
+        sql.push(
             "INSERT INTO product_pairs (product_id, rank, other_id, together, score) \
              WITH bought AS ( \
                  SELECT DISTINCT l.member_id, l.product_id \
                  FROM order_lines l JOIN products p ON p.id = l.product_id \
-                 WHERE l.ordered_at >= "
-        ))
+                 WHERE l.ordered_at >= ",
+        )
         .bind(Arg::Timestamp(Some(since)))
         .push(&format!(
             "), buyers AS ( \
