@@ -90,6 +90,13 @@ on_both_engines! {
         assert!(!overall.contains(&"D".to_string()) && !overall.contains(&"ghost".to_string()), "{overall:?}");
         assert_eq!(ids(zoe.recommend(2, Some("tea"))), ["A", "C"]);
         assert_eq!(zoe.recommend(1, None)[0].reason, "a bestseller");
+
+        // `tidings member ann` lists them and why.
+        let view = tidings::member_view::load(&store, "ann", 10, now, chrono_tz::Asia::Shanghai).await.unwrap().unwrap();
+        let view = view.with_recommendations(&store, now, &Default::default()).await.unwrap();
+        let text = view.render();
+        assert!(text.contains("recommendations (3)\n  B  Tea B  3200 CNY  because you bought Tea A\n"), "{text}");
+        assert!(text.contains("bought recently (1)\n  A  Tea A  3200 CNY  you bought it on 2026-05-06\n"), "{text}");
     }
 
     async fn a_product_going_out_of_stock_or_deleted_leaves_the_shelf_at_once(store) {
