@@ -167,6 +167,19 @@ on_both_engines! {
         assert!(clicks.iter().any(|c| c.url.as_deref() == Some("https://tea.example/p/B")), "{html}");
         assert!(!html.contains(">Tea A</a>") && !html.contains("Tea D"), "{html}");
 
+        // A click on a recommended product is a click of this delivery: the report counts
+        // it for the step's variant.
+        let first = html.split("/c/").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
+        let base = crate::http::serve(crate::http::app_state(store.clone(), t0 + chrono::Duration::hours(1))).await;
+        let answer = crate::http::client().get(format!("{base}/c/{first}")).send().await.unwrap();
+        assert_eq!(answer.status(), 302);
+        assert_eq!(answer.headers()["location"], "https://tea.example/p/B");
+        let report = tidings::report::load(&store, "picks", None).await.unwrap().unwrap();
+        let arms = &report.experiments[0].arms;
+        let clicked: Vec<(&str, u64)> = arms.iter().map(|a| (a.arm.as_str(), a.clicked)).collect();
+        assert_eq!(clicked.iter().map(|(_, c)| c).sum::<u64>(), 1, "{clicked:?}");
+        assert_eq!(arms.iter().map(|a| a.sent).sum::<u64>(), 1, "{clicked:?}");
+
         // Preview for the same member and day, from the store as `tidings preview` reads it.
         let config = tidings::config::Config::load(&shop.dir.path().join("tidings.toml"), false, |_| None).unwrap();
         let sources = tidings::project::Sources::standard(&config.workflows_dir, &config.templates_dir).unwrap();
@@ -253,7 +266,11 @@ trigger: { event: member.created }
 audience: email_consent
 steps:
   - id: picks
-    send: { channel: email, template: t/picks }
+    send:
+      channel: email
+      variants:
+        - { name: three, weight: 50, template: t/picks }
+        - { name: also_three, weight: 50, template: t/picks }
 "#;
 
 const PICKS_EMAIL: &str = "---\nsubject: \"Picked for you: {{#each (recommend 2)}}{{title}} {{/each}}\"\n---\n<ul>{{#each (recommend 3)}}<li><a href=\"{{url}}\">{{title}}</a> {{money price currency}} — {{reason}}</li>{{/each}}</ul>\n<p><a href=\"{{links.unsubscribe}}\">Unsubscribe</a></p>\n";
