@@ -69,7 +69,12 @@ fn context(member: &Member, now: chrono::DateTime<chrono::Utc>, unsubscribe: Str
         variant: Some("gold".into()),
         vars: vars.as_object().cloned().unwrap(),
         links: Links { unsubscribe: unsubscribe.clone(), preferences: unsubscribe },
-        shop: ShopInfo::default(),
+        shop: ShopInfo {
+            name: "Tea House".into(),
+            url: "https://teahouse.example".into(),
+            support_email: "help@teahouse.example".into(),
+            address: "88 Longjing Road, Hangzhou".into(),
+        },
     }
 }
 
