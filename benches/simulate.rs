@@ -152,6 +152,7 @@ fn main() {
     let scenario = Scenario {
         members: dir.path().join("members.jsonl"),
         events: Some(dir.path().join("events.jsonl")),
+        products: None,
         from,
         until,
     };

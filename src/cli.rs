@@ -107,6 +107,9 @@ pub enum Command {
         /// Events as JSON lines (those before --from are history).
         #[arg(long)]
         events: Option<PathBuf>,
+        /// The catalogue as CSV or JSON lines, as `tidings import products` reads it.
+        #[arg(long)]
+        products: Option<PathBuf>,
         /// Start: RFC 3339, or a date (midnight in the default time zone).
         #[arg(long)]
         from: String,
@@ -184,10 +187,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             crate::alert_view::run(&config, limit, format == DataFormat::Json).await
         }
-        Command::Simulate { members, events, from, until, workflows, templates, format } => {
+        Command::Simulate { members, events, products, from, until, workflows, templates, format } => {
             let request = crate::simulate::Request {
                 members,
                 events,
+                products,
                 from,
                 until,
                 workflows,

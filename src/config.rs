@@ -30,6 +30,7 @@ pub struct Config {
     /// The file this config was read from, for the alert rules' diagnostics.
     #[serde(skip)]
     pub source: Option<std::sync::Arc<crate::source::SourceFile>>,
+    pub recommendations: Recommendations,
 }
 
 /// `[engine]`: how workers batch and hold work; the defaults suit one process or many.
@@ -101,6 +102,69 @@ impl Default for Config {
             engine: EngineTuning::default(),
             alerts: Vec::new(),
             source: None,
+            recommendations: Recommendations::default(),
+        }
+    }
+}
+
+/// `[recommendations]`: the product models and what a member is shown (README,
+/// "Recommendations").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recommendations {
+    /// Orders within this window feed the co-purchase model and the bestsellers.
+    pub window: String,
+    /// A product bought this long ago may be recommended again (consumables); unset: never.
+    pub rebuy_after: Option<String>,
+    /// The categories `rebuy_after` applies to; empty: all.
+    pub rebuy_categories: Vec<String>,
+    /// A product a sent message showed is not shown again within this.
+    pub shown_within: String,
+    /// The currency of the prices in product webhooks (neither shop names it there).
+    pub currency: String,
+}
+
+impl Default for Recommendations {
+    fn default() -> Self {
+        Recommendations {
+            window: "365d".into(),
+            rebuy_after: None,
+            rebuy_categories: Vec::new(),
+            shown_within: "14d".into(),
+            currency: "CNY".into(),
+        }
+    }
+}
+
+impl Recommendations {
+    fn check(&self) -> Result<(), ConfigError> {
+        let keys = [
+            ("recommendations.window", Some(&self.window)),
+            ("recommendations.rebuy_after", self.rebuy_after.as_ref()),
+            ("recommendations.shown_within", Some(&self.shown_within)),
+        ];
+        for (key, value) in keys {
+            let Some(value) = value else { continue };
+            Duration::parse(value)
+                .map_err(|e| ConfigError::Invalid { key: key.to_string(), message: e.to_string() })?;
+        }
+        if !(self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_alphabetic())) {
+            return Err(ConfigError::Invalid {
+                key: "recommendations.currency".into(),
+                message: format!("`{}` is not a three-letter currency code", self.currency),
+            });
+        }
+        Ok(())
+    }
+
+    /// As the recommendation rules take them (checked at load).
+    pub fn settings(&self) -> crate::recommend::Settings {
+        let parse = |text: &str| Duration::parse(text).expect("checked in Config::load");
+        crate::recommend::Settings {
+            window: parse(&self.window),
+            rebuy_after: self.rebuy_after.as_deref().map(parse),
+            rebuy_categories: self.rebuy_categories.clone(),
+            shown_within: parse(&self.shown_within),
         }
     }
 }
@@ -404,6 +468,7 @@ impl Config {
         if self.engine.batch == 0 || self.engine.send_concurrency == 0 {
             return Err(invalid("engine", "`batch` and `send_concurrency` must be at least 1".into()));
         }
+        self.recommendations.check()?;
         Ok(())
     }
 }

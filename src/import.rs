@@ -1,4 +1,5 @@
-//! `tidings import members|events FILE`: stream a CSV or JSON-lines file into the store.
+//! `tidings import members|events|products FILE`: stream a CSV or JSON-lines file into the
+//! store.
 //!
 //! A reader thread parses and checks each row (the rules of `state::patch` and
 //! `state::check_event`) and hands batches to the writer, which stores each batch in one
@@ -6,7 +7,7 @@
 //! its line number and reason and never reaches the database; the rows around it are
 //! written. A problem with the file itself (an unknown column, no `id` column) stops the
 //! import before anything is written. After the rows, lifecycle, CLV and RFM are
-//! recomputed for the whole base.
+//! recomputed for the whole base, and after events or products the recommendation models.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -18,8 +19,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::member::Event;
+use crate::recommend::{Product, product};
 use crate::state::patch::{self, Field, Patch};
 use crate::state::{Settings, check_event};
+use crate::store::products::ModelBuilt;
 use crate::store::{MemberImport, Recomputed, Store, StoreError};
 
 /// What a file holds.
@@ -30,6 +33,9 @@ pub enum ImportKind {
     Members,
     /// Events: `id`, `member_id`, `name`, `occurred_at`, `properties`.
     Events,
+    /// The catalogue: `id`, `title`, `url`, `image_url`, `price`, `currency`, `category`,
+    /// `tags`, `in_stock`, `published`.
+    Products,
 }
 
 /// How a file is written.
@@ -82,6 +88,9 @@ pub struct Summary {
     /// The base-wide recompute that followed.
     pub derived: Option<Recomputed>,
     pub derived_seconds: f64,
+    /// The recommendation models rebuilt after events or products.
+    pub models: Option<ModelBuilt>,
+    pub models_seconds: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,8 +117,11 @@ pub struct Options {
     pub settings: Settings,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
-    /// Recompute lifecycle, CLV and RFM for the whole base afterwards.
+    /// Recompute lifecycle, CLV and RFM for the whole base afterwards (and the
+    /// recommendation models after events or products).
     pub recompute: bool,
+    /// How the recommendation models are built (`[recommendations]`).
+    pub recommend: crate::recommend::Settings,
     /// Defer the member indexes to the end ([`Store::start_bulk_load`]): `None` decides by
     /// size — a members file of over ~100,000 rows into a smaller base.
     pub bulk: Option<bool>,
@@ -117,7 +129,16 @@ pub struct Options {
 
 impl Options {
     pub fn new(now: DateTime<Utc>, settings: Settings) -> Options {
-        Options { batch_size: 5_000, as_of: now, now, settings, progress: false, recompute: true, bulk: None }
+        Options {
+            batch_size: 5_000,
+            as_of: now,
+            now,
+            settings,
+            progress: false,
+            recompute: true,
+            recommend: crate::recommend::Settings::default(),
+            bulk: None,
+        }
     }
 }
 
@@ -143,6 +164,7 @@ pub async fn import_file(
 enum Batch {
     Members(Vec<u64>, Vec<MemberImport>),
     Events(Vec<u64>, Vec<Event>),
+    Products(Vec<u64>, Vec<Product>),
 }
 
 enum Message {
@@ -226,7 +248,12 @@ pub async fn import_reader<R: Read + Send + 'static>(
     summary.rejected.sort_by_key(|r| r.line);
     summary.seconds = started.elapsed().as_secs_f64();
     let wrote = summary.inserted + summary.updated + summary.members_created > 0;
-    if options.recompute && wrote {
+    if options.recompute && wrote && kind != ImportKind::Members {
+        let started = Instant::now();
+        summary.models = Some(store.recompute_recommendations(options.now, &options.recommend).await?);
+        summary.models_seconds = started.elapsed().as_secs_f64();
+    }
+    if options.recompute && wrote && kind != ImportKind::Products {
         let started = Instant::now();
         summary.derived = Some(store.recompute_derived(options.now, &options.settings).await?);
         summary.derived_seconds = started.elapsed().as_secs_f64();
@@ -283,6 +310,30 @@ async fn write_batch(store: &Store, batch: Batch, options: &Options, summary: &m
                 }
             }
         }
+        Batch::Products(lines, rows) => match store.upsert_products(&rows, options.now).await {
+            Ok(w) => {
+                summary.inserted += w.inserted;
+                summary.updated += w.updated;
+            }
+            Err(error) => {
+                let mut any = false;
+                for (line, row) in lines.into_iter().zip(rows) {
+                    match store.upsert_products(std::slice::from_ref(&row), options.now).await {
+                        Ok(w) => {
+                            any = true;
+                            summary.inserted += w.inserted;
+                            summary.updated += w.updated;
+                        }
+                        Err(e) => {
+                            summary.rejected.push(Rejection { line, reason: format!("the database refused it: {e}") })
+                        }
+                    }
+                }
+                if !any {
+                    return Err(error.into());
+                }
+            }
+        },
         Batch::Events(lines, rows) => {
             let mut add = |w: crate::store::EventsWritten| {
                 summary.inserted += w.inserted;
@@ -328,6 +379,7 @@ struct Sink {
 enum Item {
     Member(MemberImport),
     Event(Event),
+    Product(Product),
 }
 
 impl Sink {
@@ -353,7 +405,7 @@ impl Sink {
                     .into_iter()
                     .filter_map(|(l, i)| match i {
                         Item::Member(m) => Some((l, m)),
-                        Item::Event(_) => None,
+                        _ => None,
                     })
                     .unzip();
                 Batch::Members(lines, rows)
@@ -363,10 +415,20 @@ impl Sink {
                     .into_iter()
                     .filter_map(|(l, i)| match i {
                         Item::Event(e) => Some((l, e)),
-                        Item::Member(_) => None,
+                        _ => None,
                     })
                     .unzip();
                 Batch::Events(lines, rows)
+            }
+            ImportKind::Products => {
+                let (lines, rows) = pending
+                    .into_iter()
+                    .filter_map(|(l, i)| match i {
+                        Item::Product(p) => Some((l, p)),
+                        _ => None,
+                    })
+                    .unzip();
+                Batch::Products(lines, rows)
             }
         };
         let message = Message::Batch {
@@ -602,6 +664,24 @@ pub(crate) fn event_from_json(mut object: Map<String, Value>) -> Result<Event, S
     event_from_parts(&id, &member_id, &name, &occurred_at, properties)
 }
 
+/// Checks the header of a products file: known columns, once each, and an `id`.
+fn product_columns(header: &[String]) -> Result<(), ImportError> {
+    let mut problems = Vec::new();
+    for (i, name) in header.iter().enumerate() {
+        if !product::COLUMNS.contains(&name.as_str()) {
+            problems.push(unknown_column(name, product::COLUMNS.iter().copied()));
+        } else if header[..i].contains(name) {
+            problems.push(format!("column `{name}` appears twice"));
+        }
+    }
+    for required in ["id", "title"] {
+        if !header.iter().any(|h| h == required) {
+            problems.push(format!("there is no `{required}` column"));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(ImportError::File(problems.join("; "))) }
+}
+
 /// Members seen so far in this file, to reject a second row with the same id.
 #[derive(Default)]
 struct SeenIds(HashMap<Box<str>, u64>);
@@ -695,10 +775,15 @@ fn read_csv<R: Read>(reader: R, sink: &mut Sink) -> Result<u64, ImportError> {
     enum Columns {
         Members(Vec<Column>),
         Events(EventColumns),
+        Products,
     }
     let columns = match sink.kind {
         ImportKind::Members => Columns::Members(member_columns(&header)?),
         ImportKind::Events => Columns::Events(event_columns(&header)?),
+        ImportKind::Products => {
+            product_columns(&header)?;
+            Columns::Products
+        }
     };
     let mut seen = SeenIds::default();
     let mut record = csv::ByteRecord::new();
@@ -731,6 +816,7 @@ fn read_csv<R: Read>(reader: R, sink: &mut Sink) -> Result<u64, ImportError> {
             match &columns {
                 Columns::Members(c) => member_from_cells(c, &cells).map(Item::Member),
                 Columns::Events(c) => event_from_cells(c, &cells).map(Item::Event),
+                Columns::Products => product::from_cells(&header, &cells).map(Item::Product),
             }
         })();
         let item = seen.check(item, line);
@@ -767,6 +853,7 @@ fn read_json_lines<R: Read>(reader: R, sink: &mut Sink) -> Result<u64, ImportErr
             match sink.kind {
                 ImportKind::Members => member_from_json(object).map(|m| Some(Item::Member(m))),
                 ImportKind::Events => event_from_json(object).map(|e| Some(Item::Event(e))),
+                ImportKind::Products => product::from_json(&object).map(|p| Some(Item::Product(p))),
             }
         })();
         let item = match item {
@@ -784,7 +871,12 @@ impl Summary {
     /// The summary as people read it.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let kind = self.kind.map_or("rows", |k| if k == ImportKind::Members { "members" } else { "events" });
+        let kind = match self.kind {
+            Some(ImportKind::Members) => "members",
+            Some(ImportKind::Events) => "events",
+            Some(ImportKind::Products) => "products",
+            None => "rows",
+        };
         let rejected = self.rejected.len();
         let rate = if self.seconds > 0.0 { self.rows as f64 / self.seconds } else { 0.0 };
         match self.kind {
@@ -812,6 +904,12 @@ impl Summary {
                 self.derived_seconds, d.rfm_scored, d.lifecycle_changed, d.rfm_changed
             ));
         }
+        if let Some(m) = &self.models {
+            out.push_str(&format!(
+                "rebuilt the recommendation models in {:.2}s: {} co-purchase pairs, {} bestseller ranks\n",
+                self.models_seconds, m.pairs, m.bestsellers
+            ));
+        }
         for r in &self.rejected {
             out.push_str(&format!("line {}: {}\n", r.line, r.reason));
         }
@@ -833,6 +931,7 @@ pub async fn run(
         .await
         .with_context(|| format!("opening {}", config.database_url))?;
     let mut options = Options::new(Utc::now(), config.state_settings());
+    options.recommend = config.recommendations.settings();
     options.progress = !json;
     let summary = match import_file(&store, kind, file, &options).await {
         Ok(summary) => summary,

@@ -3,7 +3,7 @@
 //! The pure core (no I/O beyond reading the files it is given, no clock):
 //! [`source`], [`diagnostic`], [`duration`], [`timing`], [`schedule`], [`schema`], [`member`],
 //! [`channel`], [`condition`], [`journey`], [`template`], [`project`], [`state`],
-//! [`sms_segments`].
+//! [`sms_segments`], [`recommend`].
 //! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`import`], [`member_view`],
 //! [`channels`] (email, SMS, push, webhook, outbox), [`links`] (signed tracking and
 //! unsubscribe tokens), [`preview`] and [`simulate`] (the engine on a virtual clock), [`cli`].
@@ -41,6 +41,7 @@ pub mod member_view;
 pub mod notifier;
 pub mod preview;
 pub mod project;
+pub mod recommend;
 pub mod report;
 pub mod schedule;
 pub mod schema;

@@ -22,6 +22,58 @@ pub struct MemberView {
     pub events: Vec<Event>,
     pub runs: Vec<RunRow>,
     pub deliveries: Vec<DeliveryRow>,
+    /// What `recommend` would show the member now, best first, each with its reason.
+    pub recommendations: Vec<Recommendation>,
+    /// The member's latest purchases (`bought_recently`).
+    pub bought_recently: Vec<Recommendation>,
+}
+
+/// One product on the member's shelf, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommendation {
+    pub id: String,
+    pub title: String,
+    pub price: Option<i64>,
+    pub currency: Option<String>,
+    pub category: Option<String>,
+    pub reason: String,
+    /// The purchase that led to it (co-purchase picks).
+    pub because: Option<String>,
+}
+
+impl Recommendation {
+    fn of(pick: &crate::recommend::Pick) -> Recommendation {
+        let p = &pick.product;
+        Recommendation {
+            id: p.id.clone(),
+            title: p.title.clone(),
+            price: p.price,
+            currency: p.currency.clone(),
+            category: p.category.clone(),
+            reason: pick.reason.clone(),
+            because: pick.because.clone(),
+        }
+    }
+}
+
+/// How many recommendations `tidings member` lists.
+const SHOWN: usize = 5;
+
+impl MemberView {
+    /// Fills in the member's shelf as the engine would read it at `now`.
+    pub async fn with_recommendations(
+        mut self,
+        store: &Store,
+        now: DateTime<Utc>,
+        settings: &crate::recommend::Settings,
+    ) -> Result<MemberView, StoreError> {
+        let id = self.member.id.clone();
+        if let Some(shelf) = store.shelves(std::slice::from_ref(&id), now, settings).await?.remove(&id) {
+            self.recommendations = shelf.recommend(SHOWN, None).into_iter().map(Recommendation::of).collect();
+            self.bought_recently = shelf.bought_recently(SHOWN).into_iter().map(Recommendation::of).collect();
+        }
+        Ok(self)
+    }
 }
 
 /// Reads a member's view; `None` when there is no such member.
@@ -39,6 +91,8 @@ pub async fn load(
         events: store.events_of(id, limit).await?,
         runs: store.runs_of(id, limit).await?,
         deliveries: store.deliveries_of(id, limit).await?,
+        recommendations: Vec::new(),
+        bought_recently: Vec::new(),
         member,
     }))
 }
@@ -145,6 +199,18 @@ impl MemberView {
                 d.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default()
             );
         }
+        let products = |out: &mut String, heading: &str, list: &[Recommendation]| {
+            let _ = writeln!(out, "{heading} ({})", list.len());
+            for r in list {
+                let price = match (r.price, &r.currency) {
+                    (Some(p), Some(c)) => format!("{p} {c}"),
+                    _ => "-".to_string(),
+                };
+                let _ = writeln!(out, "  {}  {}  {}  {}", r.id, r.title, price, r.reason);
+            }
+        };
+        products(&mut out, "recommendations", &self.recommendations);
+        products(&mut out, "bought recently", &self.bought_recently);
         out
     }
 }
@@ -154,10 +220,12 @@ pub async fn run(config: &crate::config::Config, id: &str, limit: i64, json: boo
     use anyhow::Context as _;
     use std::io::Write as _;
     let store = Store::open(&config.database_url).await.with_context(|| format!("opening {}", config.database_url))?;
-    let Some(view) = load(&store, id, limit, Utc::now(), config.timezone()).await? else {
+    let now = Utc::now();
+    let Some(view) = load(&store, id, limit, now, config.timezone()).await? else {
         eprintln!("no member `{id}` in {}", config.database_url);
         return Ok(ExitCode::from(1));
     };
+    let view = view.with_recommendations(&store, now, &config.recommendations.settings()).await?;
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&view)?)?;

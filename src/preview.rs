@@ -71,6 +71,8 @@ pub struct Preview {
     /// For SMS: what the text costs.
     pub segments: Option<Segments>,
     pub context: MessageContext,
+    /// The products `recommend` showed, by id, in order.
+    pub products: Vec<String>,
 }
 
 /// Why a preview cannot be made.
@@ -129,6 +131,9 @@ pub struct Inputs<'a> {
     pub default_timezone: chrono_tz::Tz,
     pub shop: ShopInfo,
     pub public_url: &'a str,
+    /// The member's product shelf, read by the edge as the engine reads it (`None`: no
+    /// products, `recommend` shows nothing).
+    pub shelf: Option<&'a crate::recommend::Shelf>,
 }
 
 /// Renders step `step` of `journey` for a member. Pure.
@@ -193,7 +198,10 @@ pub fn render(journey: &Journey, step: &str, inputs: &Inputs) -> Result<Preview,
         shop: inputs.shop.clone(),
     };
     let options = RenderOptions { default_timezone: inputs.default_timezone, links: &Untracked };
-    let message = inputs.templates.render(&variant.template, send.channel, &context, &options)?;
+    let no_shelf = crate::recommend::Shelf::default();
+    let shelf = inputs.shelf.unwrap_or(&no_shelf);
+    let (message, products) =
+        inputs.templates.render_shelved(&variant.template, send.channel, &context, &options, shelf)?;
     let segments = match &message {
         Rendered::Sms { body } => Some(sms_segments::count(body)),
         _ => None,
@@ -208,6 +216,7 @@ pub fn render(journey: &Journey, step: &str, inputs: &Inputs) -> Result<Preview,
         message,
         segments,
         context,
+        products,
     })
 }
 
@@ -277,6 +286,9 @@ impl Preview {
                 block(&mut out, "body", &serde_json::to_string_pretty(body).unwrap_or_default());
             }
         }
+        if !self.products.is_empty() {
+            field(&mut out, "products", &self.products.join(", "));
+        }
         let context = serde_json::to_value(&self.context).unwrap_or(Value::Null);
         block(&mut out, "context", &serde_json::to_string_pretty(&context).unwrap_or_default());
         out
@@ -304,6 +316,7 @@ impl Preview {
             "variant": self.chosen.name(),
             "holdout": matches!(self.chosen, Chosen::Holdout(_)),
             "message": message,
+            "products": self.products,
             "context": self.context,
         })
     }
@@ -415,6 +428,7 @@ pub async fn run(config: &Config, request: &Request) -> anyhow::Result<ExitCode>
     };
     let now = Utc::now();
     let path = Path::new(&request.member);
+    let mut shelf = None;
     let (member, mut event) = if path.is_file() {
         (member_from_file(path, config, now).await?, None)
     } else {
@@ -434,6 +448,9 @@ pub async fn run(config: &Config, request: &Request) -> anyhow::Result<ExitCode>
             }
             _ => None,
         };
+        // The shelf as the engine would read it for this member now.
+        let settings = config.recommendations.settings();
+        shelf = store.shelves(std::slice::from_ref(&member.id), now, &settings).await?.remove(&member.id);
         (member, event)
     };
     if let Some(file) = &request.event {
@@ -448,6 +465,7 @@ pub async fn run(config: &Config, request: &Request) -> anyhow::Result<ExitCode>
         default_timezone: config.timezone(),
         shop: crate::engine::shop_info(config),
         public_url: &config.public_url,
+        shelf: shelf.as_ref(),
     };
     let preview = match render(journey, &request.step, &inputs) {
         Ok(preview) => preview,

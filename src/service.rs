@@ -148,7 +148,11 @@ fn http_state(config: &Config, store: Store, links: LinkSigner) -> anyhow::Resul
     let secrets = crate::http::Secrets::from_env(env).context("reading the webhook secrets")?;
     Ok(crate::http::AppState::new(store, config.state_settings(), env("TIDINGS_API_TOKEN"), Arc::new(Utc::now))
         .with_secrets(secrets)
-        .with_links(links))
+        .with_links(links)
+        .with_storefront(crate::http::shop::Storefront {
+            url: config.shop.url.clone(),
+            currency: config.recommendations.currency.clone(),
+        }))
 }
 
 /// Waits for SIGTERM or ctrl-c; reloads the journeys on SIGHUP.

@@ -44,6 +44,8 @@ pub struct Scenario {
     pub members: PathBuf,
     /// Events as JSON lines; `None` for none.
     pub events: Option<PathBuf>,
+    /// The catalogue as CSV or JSON lines (`tidings import products`); `None` for none.
+    pub products: Option<PathBuf>,
     pub from: DateTime<Utc>,
     pub until: DateTime<Utc>,
 }
@@ -281,6 +283,13 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
             .collect();
         return Err(SimulateError::Fixture(lines.join("\n")));
     }
+    if let Some(products) = &scenario.products {
+        options.recommend = config.recommendations.settings();
+        let summary = import::import_file(&store, ImportKind::Products, products, &options).await?;
+        if let Some(r) = summary.rejected.first() {
+            return Err(SimulateError::Fixture(format!("{}:{}: {}", products.display(), r.line, r.reason)));
+        }
+    }
     let split = events.partition_point(|e| e.occurred_at < from);
     if split > 0 {
         store.append_events(&events[..split], from, &settings).await?;
@@ -338,6 +347,7 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
             }
         }
         let triggers = engine.next_trigger(last, &zones).await.is_some_and(|at| at <= now);
+        engine.refresh_models(now).await?;
         engine.settle_jump(now, last, triggers).await?;
         let mut next = engine.next_wake(now, &zones).await?;
         if let Some(event) = live.get(next_event) {
@@ -559,6 +569,7 @@ mod tests {
 pub struct Request {
     pub members: PathBuf,
     pub events: Option<PathBuf>,
+    pub products: Option<PathBuf>,
     pub from: String,
     pub until: String,
     pub workflows: Option<PathBuf>,
@@ -598,7 +609,13 @@ pub async fn cli(config: &Config, request: &Request) -> anyhow::Result<std::proc
         eprintln!("error: {errors} error(s) in the journeys; `tidings validate` shows them, fix them to simulate");
         return Ok(ExitCode::from(1));
     }
-    let scenario = Scenario { members: request.members.clone(), events: request.events.clone(), from, until };
+    let scenario = Scenario {
+        members: request.members.clone(),
+        events: request.events.clone(),
+        products: request.products.clone(),
+        from,
+        until,
+    };
     let timeline = match run_pinned(config, project, scenario).await {
         Ok(timeline) => timeline,
         Err(SimulateError::Fixture(problem)) => {

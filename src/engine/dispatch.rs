@@ -43,7 +43,15 @@ impl Engine {
             }
             (Arc::clone(&registry.templates), names)
         };
-        let render = |d: &ClaimedDelivery| -> Result<Outgoing, DeliveryOutcome> {
+        // The members' product shelves, read for the whole batch in a few queries, and only
+        // when some template shows products.
+        let shelves = if templates.uses_shelf() {
+            self.store.shelves(&member_ids, now, &self.options.recommend).await?
+        } else {
+            HashMap::new()
+        };
+        let no_shelf = crate::recommend::Shelf::default();
+        let render = |d: &ClaimedDelivery| -> Result<(Outgoing, Vec<String>), DeliveryOutcome> {
             let (Some(member), Some(channel), Some(template)) =
                 (members.get(&d.member_id), Channel::parse(&d.channel), d.template.as_deref())
             else {
@@ -75,15 +83,19 @@ impl Engine {
             // enough for a segment and a notification.
             let tracker: &dyn LinkTracker = if channel == Channel::Email { &links } else { &Untracked };
             let options = RenderOptions { default_timezone: self.policies.default_timezone, links: tracker };
-            match templates.render(template, channel, &context, &options) {
-                Ok(message) => Ok(Outgoing {
-                    delivery_id: d.id,
-                    member_id: d.member_id.clone(),
-                    channel,
-                    to: d.address.clone().unwrap_or_default(),
-                    message,
-                    unsubscribe_url: Some(unsubscribe),
-                }),
+            let shelf = shelves.get(&d.member_id).unwrap_or(&no_shelf);
+            match templates.render_shelved(template, channel, &context, &options, shelf) {
+                Ok((message, shown)) => Ok((
+                    Outgoing {
+                        delivery_id: d.id,
+                        member_id: d.member_id.clone(),
+                        channel,
+                        to: d.address.clone().unwrap_or_default(),
+                        message,
+                        unsubscribe_url: Some(unsubscribe),
+                    },
+                    shown,
+                )),
                 // A template that does not render for this member never will: fail it
                 // (recorded with the reason), never send a message with a hole.
                 Err(e) => Err(DeliveryOutcome::Failed { error: e.to_string(), suppress: false }),
@@ -109,11 +121,11 @@ impl Engine {
                 .map(|d| async move {
                     let slot = slots.acquire().await.expect("the semaphore is never closed");
                     let done = match render(&d) {
-                        Ok(out) => {
+                        Ok((out, shown)) => {
                             let started = std::time::Instant::now();
                             let result = channels.send(&out).await;
                             crate::telemetry::record_send_result(out.channel, &result, started.elapsed());
-                            Finished::Sent(d, Box::new(out), result)
+                            Finished::Sent(d, Box::new(out), result, shown)
                         }
                         Err(outcome) => Finished::Unsent(d, outcome),
                     };
@@ -136,12 +148,16 @@ impl Engine {
             let mut done = Vec::with_capacity(2 * group);
             while finished.recv_many(&mut done, 2 * group).await > 0 {
                 let (finished_now, slots): (Vec<Finished>, Vec<_>) = done.drain(..).unzip();
+                let mut shown_now: Vec<(String, String)> = Vec::new();
                 let outcomes: Vec<(ClaimedDelivery, DeliveryOutcome)> = finished_now
                     .into_iter()
                     .map(|f| {
                         let (d, outcome) = match f {
-                            Finished::Sent(d, out, result) => {
+                            Finished::Sent(d, out, result, shown) => {
                                 let outcome = self.outcome(&d, &out, result, now, &mut unregistered);
+                                if matches!(outcome, DeliveryOutcome::Sent { .. }) {
+                                    shown_now.extend(shown.into_iter().map(|p| (d.member_id.clone(), p)));
+                                }
                                 (d, outcome)
                             }
                             Finished::Unsent(d, outcome) => (d, outcome),
@@ -151,6 +167,7 @@ impl Engine {
                     })
                     .collect();
                 self.store.record_outcomes(&outcomes, now).await?;
+                self.store.record_shown(&shown_now, now).await?;
                 drop(slots);
                 if held.elapsed() >= renew_every && !in_flight.is_empty() {
                     let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
@@ -203,8 +220,9 @@ impl Engine {
 
 /// A delivery the send half is done with.
 enum Finished {
-    /// Rendered and handed to its channel, with the channel's answer.
-    Sent(ClaimedDelivery, Box<Outgoing>, Result<crate::channels::Receipt, SendError>),
+    /// Rendered and handed to its channel, with the channel's answer and the products
+    /// the message showed.
+    Sent(ClaimedDelivery, Box<Outgoing>, Result<crate::channels::Receipt, SendError>, Vec<String>),
     /// Not sendable (its member or template is gone, or it does not render).
     Unsent(ClaimedDelivery, DeliveryOutcome),
 }

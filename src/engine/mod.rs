@@ -54,6 +54,8 @@ pub struct Options {
     /// `TIDINGS_LINK_SECRET`).
     pub links: LinkSigner,
     pub shop: ShopInfo,
+    /// What members are recommended (`[recommendations]`).
+    pub recommend: crate::recommend::Settings,
 }
 
 impl Options {
@@ -67,6 +69,7 @@ impl Options {
             retry: RetryPolicy::default(),
             links,
             shop: shop_info(config),
+            recommend: config.recommendations.settings(),
         }
     }
 }
@@ -127,6 +130,8 @@ pub struct Engine {
     schedule_cursor: Mutex<HashMap<String, DateTime<Utc>>>,
     /// The last UTC day this process saw derived state refreshed (skips the claim after).
     derived_day: Mutex<Option<chrono::NaiveDate>>,
+    /// The same for the recommendation models ([`Engine::refresh_models`]).
+    models_day: Mutex<Option<chrono::NaiveDate>>,
     /// The leases this worker holds, and until when the store says so ([`Engine::hold_lease`]).
     leases: std::sync::Mutex<HashMap<&'static str, DateTime<Utc>>>,
     /// The alert rules ([`alerts`]) and the last minute this process evaluated them in.
@@ -152,6 +157,7 @@ impl Engine {
             options,
             schedule_cursor: Mutex::new(HashMap::new()),
             derived_day: Mutex::new(None),
+            models_day: Mutex::new(None),
             leases: std::sync::Mutex::new(HashMap::new()),
             alerting: std::sync::RwLock::default(),
             alert_minute: Mutex::new(None),

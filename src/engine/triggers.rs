@@ -32,6 +32,7 @@ impl Engine {
             return Ok(0);
         }
         self.refresh_derived(now).await?;
+        self.refresh_models(now).await?;
         let journeys: Vec<Arc<Journey>> = self.registry.lock().await.current().cloned().collect();
         let mut enrolled = 0;
         for journey in journeys {
@@ -59,6 +60,27 @@ impl Engine {
             let done = self.store.recompute_derived(now, &self.settings).await?;
             self.store.firing_progress(&claim, None, done.lifecycle_changed, now).await?;
             tracing::info!(%day, lifecycle_changed = done.lifecycle_changed, rfm_changed = done.rfm_changed, "derived state refreshed");
+        }
+        *seen = Some(day);
+        Ok(())
+    }
+
+    /// The recommendation models (co-purchase neighbours, bestsellers) follow the day's
+    /// orders: once per UTC day one worker rebuilds them, claimed like a firing. `simulate`
+    /// calls this at every clock stop (a no-op but on a new day), since its clock may pass
+    /// a day without a trigger tick.
+    pub async fn refresh_models(&self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        let day = now.date_naive();
+        let mut seen = self.models_day.lock().await;
+        if *seen == Some(day) {
+            return Ok(());
+        }
+        let key = format!("models:{day}");
+        let midnight = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        if let Some(claim) = self.store.claim_firing(DERIVED, &key, midnight, now, self.options.lease).await? {
+            let model = self.store.recompute_recommendations(now, &self.options.recommend).await?;
+            self.store.firing_progress(&claim, None, model.pairs, now).await?;
+            tracing::info!(%day, pairs = model.pairs, bestsellers = model.bestsellers, "recommendation models rebuilt");
         }
         *seen = Some(day);
         Ok(())

@@ -97,6 +97,8 @@ pub struct AppState {
     pub links: Option<LinkSigner>,
     /// Where every route that records events sends them.
     pub ingest: IngestQueue,
+    /// The shop's address and currency, for the product webhooks.
+    pub storefront: Arc<shop::Storefront>,
 }
 
 impl AppState {
@@ -110,11 +112,17 @@ impl AppState {
     ) -> AppState {
         let settings = Arc::new(settings);
         let ingest = IngestQueue::spawn(store.clone(), Arc::clone(&settings), IngestOptions::default());
-        AppState { store, settings, api_token, now, secrets: Arc::default(), links: None, ingest }
+        let storefront = Arc::default();
+        AppState { store, settings, api_token, now, secrets: Arc::default(), links: None, ingest, storefront }
     }
 
     pub fn with_secrets(mut self, secrets: Secrets) -> AppState {
         self.secrets = Arc::new(secrets);
+        self
+    }
+
+    pub fn with_storefront(mut self, storefront: shop::Storefront) -> AppState {
+        self.storefront = Arc::new(storefront);
         self
     }
 

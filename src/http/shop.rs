@@ -6,6 +6,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::member::Event;
+use crate::recommend::Product;
 
 /// What a webhook delivery means for us.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +18,40 @@ pub enum Mapping {
     ForOrder { order_id: String, events: Vec<Event> },
     /// Nothing to store, and why (answered 2xx, so the shop does not retry it).
     Ignored(String),
+    /// A change to the catalogue (product webhooks): products to insert or replace, ids to
+    /// remove.
+    Products { upsert: Vec<Product>, delete: Vec<String> },
+}
+
+/// What the product webhooks need from the config: the shop's address (Shopify names a
+/// product's page only by its handle) and the currency of its prices (neither shop puts it
+/// in a product payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Storefront {
+    pub url: String,
+    pub currency: String,
+}
+
+impl Default for Storefront {
+    fn default() -> Self {
+        Storefront { url: "https://shop.example.com".into(), currency: "CNY".into() }
+    }
+}
+
+/// A product a webhook describes, checked as an imported row would be.
+pub(super) fn checked_product(product: Product) -> Result<Mapping, MapError> {
+    let product = crate::recommend::product::check(product).map_err(MapError)?;
+    Ok(Mapping::Products { upsert: vec![product], delete: Vec::new() })
+}
+
+/// A price the shops send as a decimal string (or number), in minor units; `""` is none.
+pub(super) fn price(value: Option<&Value>, currency: &str) -> Result<Option<i64>, MapError> {
+    let text = match value {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Ok(None),
+    };
+    super::money::minor_units(&text, currency).map(Some).map_err(|e| MapError(format!("price: {e}")))
 }
 
 /// A payload that is JSON but not the shape its topic promises (answered 400).
@@ -70,6 +105,31 @@ pub(super) fn member_properties(fields: Vec<(&str, Value)>, context: &str) -> Ma
         }
     }
     out
+}
+
+/// An order's `line_items` as `properties.items` (`[{"product_id", "quantity", "price"}]`,
+/// the unit price in minor units of `currency`); items without a product (a custom line,
+/// a deleted product) are left out.
+pub(super) fn line_items(order: &Map<String, Value>, currency: &str) -> Result<Vec<Value>, MapError> {
+    let mut items = Vec::new();
+    for item in order.get("line_items").and_then(Value::as_array).into_iter().flatten() {
+        let Some(item) = item.as_object() else { continue };
+        let Some(product_id) = id_of(item.get("product_id")) else { continue };
+        let quantity = item.get("quantity").and_then(Value::as_i64).unwrap_or(1).max(1);
+        let price = match item.get("price") {
+            Some(Value::String(s)) => Some(super::money::minor_units(s, currency)),
+            Some(Value::Number(n)) => Some(super::money::minor_units(&n.to_string(), currency)),
+            _ => None,
+        }
+        .transpose()
+        .map_err(|e| MapError(format!("line_items price: {e}")))?;
+        let mut line = serde_json::json!({ "product_id": product_id, "quantity": quantity });
+        if let Some(price) = price.filter(|p| *p >= 0) {
+            line["price"] = price.into();
+        }
+        items.push(line);
+    }
+    Ok(items)
 }
 
 pub(super) fn event(id: String, member_id: &str, name: &str, occurred_at: DateTime<Utc>, properties: Value) -> Event {

@@ -6,6 +6,7 @@
 //! | `customers/update` | `member.updated` (`shopify:{webhook id}`) |
 //! | `orders/create`, `orders/paid` | `order.placed` (`shopify:order:{order id}`), and `member.updated` (`shopify:{webhook id}:customer`) with the order's customer profile |
 //! | `refunds/create` | `order.refunded` (`shopify:refund:{refund id}`) for the member who placed `order_id` |
+//! | `products/create`, `products/update`, `products/delete` | the catalogue ([`map_product`]), no event |
 //! | anything else | ignored, answered 200 with the reason |
 //!
 //! Ids: a member change is keyed by the webhook id (Shopify resends a failed delivery
@@ -18,15 +19,29 @@
 //! `accepts_marketing`); `sms_consent` from `sms_marketing_consent.state`. A null field
 //! leaves the member's value as it was. An order's `total_price` (a decimal string) is
 //! converted to minor units of its `currency`; a refund's amount is the sum of its
-//! successful `refund` transactions.
+//! successful `refund` transactions. An order's `line_items` become `properties.items`
+//! (product id, quantity, unit price in minor units) for recommendations.
 
 use serde_json::{Map, Value, json};
 
 use super::money::minor_units;
-use super::shop::{MapError, Mapping, event, id_of, member_properties, object, text, time};
+use super::shop::{
+    MapError, Mapping, Storefront, checked_product, event, id_of, line_items, member_properties, object, price, text,
+    time,
+};
+use crate::recommend::Product;
 
 /// The topics we act on.
-pub const TOPICS: &[&str] = &["customers/create", "customers/update", "orders/create", "orders/paid", "refunds/create"];
+pub const TOPICS: &[&str] = &[
+    "customers/create",
+    "customers/update",
+    "orders/create",
+    "orders/paid",
+    "refunds/create",
+    "products/create",
+    "products/update",
+    "products/delete",
+];
 
 /// What one webhook delivery means; `now` dates what the payload does not.
 pub fn map(
@@ -69,6 +84,10 @@ pub fn map(
             });
             if let Some(name) = text(body, "name") {
                 properties["order_name"] = json!(name);
+            }
+            let items = line_items(body, currency)?;
+            if !items.is_empty() {
+                properties["items"] = Value::Array(items);
             }
             let mut events = vec![event(format!("shopify:order:{order}"), &member, "order.placed", at, properties)];
             let profile = customer_profile(customer, &format!("shopify {topic} {webhook_id}"));
@@ -127,6 +146,68 @@ fn customer_profile(customer: &Map<String, Value>, context: &str) -> Map<String,
         ],
         context,
     )
+}
+
+/// The product topics: `products/create` and `products/update` upsert the product,
+/// `products/delete` removes it. `None` for every other topic ([`map`] takes those).
+///
+/// The page is `{shop url}/products/{handle}`; the price is the first variant's, in the
+/// storefront's currency; `product_type` is the category; in stock when any variant has
+/// stock, does not track it, or sells on when out; published when `status` is `active`
+/// (or, without a status, when it has a `published_at`).
+pub fn map_product(topic: &str, payload: &Value, storefront: &Storefront) -> Option<Result<Mapping, MapError>> {
+    let body = match object(payload) {
+        Ok(body) => body,
+        Err(e) => return Some(Err(e)),
+    };
+    let id = || id_of(body.get("id")).ok_or_else(|| MapError("the product has no `id`".into()));
+    Some(match topic {
+        "products/delete" => id().map(|id| Mapping::Products { upsert: Vec::new(), delete: vec![id] }),
+        "products/create" | "products/update" => (|| {
+            let id = id()?;
+            let variants: Vec<&Map<String, Value>> = body
+                .get("variants")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object)
+                .collect();
+            let in_stock = variants.is_empty()
+                || variants.iter().any(|v| {
+                    v.get("inventory_quantity").and_then(Value::as_i64).is_some_and(|q| q > 0)
+                        || v.get("inventory_management").is_none_or(Value::is_null)
+                        || text(v, "inventory_policy") == Some("continue")
+                });
+            let published = match text(body, "status") {
+                Some(status) => status == "active",
+                None => body.get("published_at").is_some_and(|p| !p.is_null()),
+            };
+            let price = price(variants.first().and_then(|v| v.get("price")), &storefront.currency)?;
+            let image = body
+                .get("image")
+                .and_then(Value::as_object)
+                .or_else(|| {
+                    body.get("images").and_then(Value::as_array).and_then(|i| i.first()).and_then(Value::as_object)
+                })
+                .and_then(|i| text(i, "src"))
+                .map(str::to_string);
+            checked_product(Product {
+                id,
+                title: text(body, "title").unwrap_or_default().to_string(),
+                url: text(body, "handle").map(|h| format!("{}/products/{h}", storefront.url.trim_end_matches('/'))),
+                image_url: image,
+                currency: price.map(|_| storefront.currency.to_ascii_uppercase()),
+                price,
+                category: text(body, "product_type").map(str::to_string),
+                tags: text(body, "tags")
+                    .map(|t| t.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
+                    .unwrap_or_default(),
+                in_stock,
+                published,
+            })
+        })(),
+        _ => return None,
+    })
 }
 
 /// A refund's amount in minor units: its successful `refund` transactions (all in one
@@ -264,5 +345,18 @@ mod tests {
         assert!(map("customers/create", "wh", &json!({ "email": "x@example.com" }), now()).is_err());
         let bad_total = json!({ "id": 1, "currency": "USD", "total_price": "lots", "customer": { "id": 2 } });
         assert!(map("orders/create", "wh", &bad_total, now()).unwrap_err().0.contains("total_price"));
+    }
+
+    #[test]
+    fn an_orders_line_items_become_its_items_and_custom_lines_are_left_out() {
+        let order = json!({
+            "id": 450789469, "currency": "JPY", "total_price": "2000", "customer": { "id": 207119551 },
+            "line_items": [
+                { "product_id": 632910392, "quantity": 1, "price": "1000.00" },
+                { "product_id": null, "quantity": 1, "price": "1000" },
+            ],
+        });
+        let placed = events(map("orders/create", "wh", &order, now()).unwrap());
+        assert_eq!(placed[0].properties["items"], json!([{ "product_id": "632910392", "quantity": 1, "price": 1000 }]));
     }
 }

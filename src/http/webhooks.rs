@@ -51,8 +51,11 @@ pub(super) async fn shopify(
     let webhook_id = required(&headers, "x-shopify-webhook-id")?;
     let payload = json_body(&body)?;
     let now = (state.now)();
-    let mapping = super::shopify::map(topic, webhook_id, &payload, now)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{topic}: {e}")))?;
+    let mapping = match super::shopify::map_product(topic, &payload, &state.storefront) {
+        Some(mapping) => mapping,
+        None => super::shopify::map(topic, webhook_id, &payload, now),
+    }
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{topic}: {e}")))?;
     store_mapping(&state, "shopify", topic, webhook_id, mapping, now).await
 }
 
@@ -81,8 +84,11 @@ pub(super) async fn woocommerce(
     let delivery_id = required(&headers, "x-wc-webhook-delivery-id")?;
     let payload = json_body(&body)?;
     let now = (state.now)();
-    let mapping = super::woocommerce::map(topic, delivery_id, &payload, now)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{topic}: {e}")))?;
+    let mapping = match super::woocommerce::map_product(topic, &payload, &state.storefront) {
+        Some(mapping) => mapping,
+        None => super::woocommerce::map(topic, delivery_id, &payload, now),
+    }
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{topic}: {e}")))?;
     store_mapping(&state, "woocommerce", topic, delivery_id, mapping, now).await
 }
 
@@ -101,6 +107,17 @@ async fn store_mapping(
     };
     let events = match mapping {
         Mapping::Ignored(reason) => return ignored(reason),
+        Mapping::Products { upsert, delete } => {
+            // The catalogue is state, not history: a repeated delivery rewrites the same row.
+            let written = state.store.upsert_products(&upsert, now).await?;
+            let deleted = if delete.is_empty() { 0 } else { state.store.delete_products(&delete).await? };
+            tracing::info!(source, topic, delivery, deleted, "catalogue updated");
+            return Ok((
+                StatusCode::OK,
+                Json(json!({ "products": { "inserted": written.inserted, "updated": written.updated, "deleted": deleted } })),
+            )
+                .into_response());
+        }
         Mapping::Events(events) => events,
         Mapping::ForOrder { order_id, mut events } => match state.store.member_of_order(&order_id).await? {
             Some(member) => {

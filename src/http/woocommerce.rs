@@ -6,6 +6,7 @@
 //! | `customer.created` | `member.created` (`woocommerce:{delivery id}`) |
 //! | `customer.updated` | `member.updated` (`woocommerce:{delivery id}`) |
 //! | `order.created`, `order.updated` | a paid order (`status` processing or completed, or a `date_paid_gmt`): `order.placed` (`woocommerce:order:{id}`); each entry of `refunds`: `order.refunded` (`woocommerce:refund:{refund id}`, its amount); `status: refunded`: `order.refunded` of what is left (`woocommerce:order:{id}:refunded`) |
+//! | `product.created`, `product.updated`, `product.restored`, `product.deleted` | the catalogue ([`map_product`]), no event |
 //! | anything else | ignored, answered 200 with the reason |
 //!
 //! WooCommerce sends `order.updated` for every change of an order, so order events are
@@ -17,10 +18,23 @@
 use serde_json::{Map, Value, json};
 
 use super::money::minor_units;
-use super::shop::{MapError, Mapping, event, id_of, member_properties, object, text, time};
+use super::shop::{
+    MapError, Mapping, Storefront, checked_product, event, id_of, line_items, member_properties, object, price, text,
+    time,
+};
+use crate::recommend::Product;
 
 /// The topics we act on.
-pub const TOPICS: &[&str] = &["customer.created", "customer.updated", "order.created", "order.updated"];
+pub const TOPICS: &[&str] = &[
+    "customer.created",
+    "customer.updated",
+    "order.created",
+    "order.updated",
+    "product.created",
+    "product.updated",
+    "product.restored",
+    "product.deleted",
+];
 
 /// What one webhook delivery means; `now` dates what the payload does not.
 pub fn map(
@@ -80,10 +94,14 @@ pub fn map(
             let mut events = Vec::new();
             if paid {
                 let total = amount("total", body.get("total"))?;
-                let properties = json!({
+                let mut properties = json!({
                     "order_id": order, "total": total, "currency": currency.to_ascii_uppercase(),
                     "source": "woocommerce", "status": status,
                 });
+                let items = line_items(body, currency)?;
+                if !items.is_empty() {
+                    properties["items"] = Value::Array(items);
+                }
                 events.push(event(
                     format!("woocommerce:order:{order}"),
                     &member,
@@ -120,6 +138,54 @@ pub fn map(
             TOPICS.join(", ")
         ))),
     }
+}
+
+/// The product topics: `product.created`, `product.updated` and `product.restored`
+/// upsert the product, `product.deleted` removes it. `None` for every other topic.
+///
+/// `permalink` is the page; `price` (the current price, in the storefront's currency);
+/// the first of `categories` is the category, `tags` their names; in stock unless
+/// `stock_status` is `outofstock`; published when `status` is `publish`.
+pub fn map_product(topic: &str, payload: &Value, storefront: &Storefront) -> Option<Result<Mapping, MapError>> {
+    let body = match object(payload) {
+        Ok(body) => body,
+        Err(e) => return Some(Err(e)),
+    };
+    let id = || id_of(body.get("id")).ok_or_else(|| MapError("the product has no `id`".into()));
+    let names = |key: &str| -> Vec<String> {
+        body.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_object().and_then(|c| text(c, "name")).map(str::to_string))
+            .collect()
+    };
+    Some(match topic {
+        "product.deleted" => id().map(|id| Mapping::Products { upsert: Vec::new(), delete: vec![id] }),
+        "product.created" | "product.updated" | "product.restored" => (|| {
+            let price = price(body.get("price"), &storefront.currency)?;
+            let image = body
+                .get("images")
+                .and_then(Value::as_array)
+                .and_then(|i| i.first())
+                .and_then(Value::as_object)
+                .and_then(|i| text(i, "src"))
+                .map(str::to_string);
+            checked_product(Product {
+                id: id()?,
+                title: text(body, "name").unwrap_or_default().to_string(),
+                url: text(body, "permalink").map(str::to_string),
+                image_url: image,
+                currency: price.map(|_| storefront.currency.to_ascii_uppercase()),
+                price,
+                category: names("categories").into_iter().next(),
+                tags: names("tags"),
+                in_stock: text(body, "stock_status") != Some("outofstock"),
+                published: text(body, "status").is_none_or(|s| s == "publish"),
+            })
+        })(),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -186,5 +252,45 @@ mod tests {
         let guest = json!({ "id": 1, "status": "completed", "currency": "USD", "total": "1.00", "customer_id": 0 });
         assert!(matches!(map("order.created", "d", &guest, now()), Ok(Mapping::Ignored(r)) if r.contains("guest")));
         assert!(matches!(map("product.created", "d", &json!({}), now()), Ok(Mapping::Ignored(_))));
+    }
+
+    #[test]
+    fn an_orders_line_items_become_its_items_in_minor_units() {
+        let order = json!({
+            "id": 727, "status": "processing", "currency": "USD", "total": "29.35", "customer_id": 26,
+            "line_items": [
+                { "product_id": 93, "quantity": 2, "price": 9.5 },
+                { "product_id": 0, "quantity": 1, "price": "10.35" },
+            ],
+        });
+        let placed = events(map("order.created", "d", &order, now()).unwrap());
+        assert_eq!(placed[0].properties["items"], json!([{ "product_id": "93", "quantity": 2, "price": 950 }]));
+        crate::state::check_event(&placed[0]).unwrap();
+    }
+
+    #[test]
+    fn product_webhooks_upsert_and_delete_the_catalogue() {
+        let storefront = Storefront { url: "https://shop.example".into(), currency: "USD".into() };
+        let product = json!({
+            "id": 799, "name": "Ship Your Idea", "permalink": "https://shop.example/product/ship-your-idea",
+            "price": "21.99", "status": "publish", "stock_status": "outofstock",
+            "categories": [{ "id": 9, "name": "Clothing" }], "tags": [{ "name": "cotton" }],
+            "images": [{ "src": "https://shop.example/ship.jpg" }],
+        });
+        let Some(Ok(Mapping::Products { upsert, delete })) = map_product("product.updated", &product, &storefront)
+        else {
+            panic!("a product")
+        };
+        assert!(delete.is_empty());
+        let p = &upsert[0];
+        assert_eq!((p.id.as_str(), p.price, p.currency.as_deref()), ("799", Some(2199), Some("USD")));
+        assert_eq!((p.category.as_deref(), p.tags.clone()), (Some("Clothing"), vec!["cotton".to_string()]));
+        assert!(!p.in_stock && p.published);
+        assert!(matches!(
+            map_product("product.deleted", &json!({ "id": 799 }), &storefront),
+            Some(Ok(Mapping::Products { delete, .. })) if delete == vec!["799".to_string()]
+        ));
+        assert!(map_product("order.created", &product, &storefront).is_none());
+        assert!(map_product("product.created", &json!({ "id": 1, "price": "-1" }), &storefront).unwrap().is_err());
     }
 }

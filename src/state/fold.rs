@@ -124,6 +124,7 @@ pub fn check_event(event: &Event) -> Result<(), String> {
             if let Some(c) = props.get("currency").filter(|c| !c.is_null()) {
                 patch::parse_json(Field::Currency, c).map_err(|e| format!("order.placed: properties.currency: {e}"))?;
             }
+            crate::recommend::order::lines(props)?;
             order_key(props).transpose().map(|_| ())
         }
         "order.refunded" => {

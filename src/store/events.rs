@@ -116,6 +116,8 @@ impl Store {
         written.duplicates += (unique.len() - inserted.len()) as u64;
 
         let fresh: Vec<&&Event> = unique.iter().filter(|e| inserted.contains(&e.id)).collect();
+        let new_events: Vec<&Event> = fresh.iter().map(|e| **e).collect();
+        super::products::write_order_lines(&mut tx, &new_events).await?;
         let members: Vec<String> =
             fresh.iter().map(|e| e.member_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let mut created: Vec<String> = Vec::new();

@@ -11,6 +11,7 @@
 //! - [`events`]: appending events (unique by id) and reading a member's history.
 //! - [`derived`]: lifecycle, CLV and RFM over the whole base, set-based.
 //! - [`history`]: a member's runs and deliveries (written by the engine).
+//! - [`products`]: the catalogue, order line items and the recommendation models.
 //!
 //! Writes are batched: one transaction per batch, multi-row statements, never a commit per
 //! row (this disk does ~300 fsyncs/s). SQLite write transactions start with `BEGIN
@@ -28,6 +29,7 @@ pub mod history;
 pub mod inbox;
 pub mod members;
 pub mod memory;
+pub mod products;
 pub mod report;
 pub mod runs;
 pub mod timeline;

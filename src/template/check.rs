@@ -61,7 +61,23 @@ impl Lint<'_> {
         for (index, element) in template.elements.iter().enumerate() {
             let pos = position(template, index, inherited);
             match element {
-                TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h) => self.call(part, h, pos),
+                TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h) => {
+                    if let Some(name @ ("recommend" | "bought_recently")) = h.name.as_name()
+                        && !h.params.is_empty()
+                    {
+                        let spec = helper::spec(name).expect("a tidings helper");
+                        self.out.push(
+                            Diagnostic::error(
+                                "T001",
+                                &part.file,
+                                span_at(part, pos),
+                                format!("`{name}` gives a list of products, not text"),
+                            )
+                            .with_hint(format!("write {}", spec.usage)),
+                        );
+                    }
+                    self.call(part, h, pos)
+                }
                 TemplateElement::HelperBlock(h) => {
                     self.call(part, h, pos);
                     for t in block_templates(h) {
@@ -120,6 +136,11 @@ impl Lint<'_> {
                             format!("`{name}` is not a block helper"),
                         )
                         .with_hint(format!("write {}", spec.usage)),
+                    );
+                } else if let Some(problem) = helper::argument_problem(name, h) {
+                    self.out.push(
+                        Diagnostic::error("T001", &part.file, span_at(part, pos), problem)
+                            .with_hint(format!("write {}", spec.usage)),
                     );
                 } else if h.params.len() < spec.min || h.params.len() > spec.max {
                     let takes = if spec.min == spec.max {
@@ -320,6 +341,7 @@ impl<'a> VariableCheck<'a> {
                 }
                 match name.as_name() {
                     Some("lookup") => Node::Any,
+                    Some("recommend" | "bought_recently") => Node::Products,
                     _ => Node::Scalar("value"),
                 }
             }

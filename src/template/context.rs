@@ -21,6 +21,8 @@ pub const SHOP_KEYS: &[&str] = &["name", "url", "support_email", "address"];
 /// `message.*`: the rendered subject and preheader, readable by the HTML body of an email
 /// and its layout (not by the front matter itself).
 pub const MESSAGE_KEYS: &[&str] = &["subject", "preheader"];
+/// An item of `(recommend N)` and `(bought_recently N)`.
+pub const PRODUCT_KEYS: &[&str] = &["id", "title", "url", "image_url", "price", "currency", "category", "reason"];
 
 /// A node of the context tree, as far as the check can know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,10 @@ pub(crate) enum Node {
     Scalar(&'static str),
     /// A list of strings (`member.tags`): indexes only.
     List,
+    /// The list `(recommend N)` and `(bought_recently N)` give.
+    Products,
+    /// One product of such a list ([`PRODUCT_KEYS`]).
+    Product,
     /// Free JSON (`event.*`, `member.attributes.*`, `vars.KEY.*`): anything goes.
     Any,
 }
@@ -105,6 +111,12 @@ impl Node {
                     Err(Missing::Unknown { candidates: provided.vars.iter().cloned().collect() })
                 }
             }
+            Node::Product => match key {
+                "price" => Ok(Node::Scalar("number")),
+                _ => from(PRODUCT_KEYS, Node::Scalar("string")),
+            },
+            Node::Products if key.parse::<usize>().is_ok() => Ok(Node::Product),
+            Node::Products => Err(Missing::NotAnObject { kind: "list of products" }),
             Node::List if key.parse::<usize>().is_ok() => Ok(Node::Scalar("string")),
             Node::List => Err(Missing::NotAnObject { kind: "list" }),
             Node::Scalar(kind) => Err(Missing::NotAnObject { kind }),
@@ -116,6 +128,7 @@ impl Node {
     pub(crate) fn item(self) -> Node {
         match self {
             Node::List => Node::Scalar("string"),
+            Node::Products => Node::Product,
             _ => Node::Any,
         }
     }

@@ -27,7 +27,51 @@ pub(crate) const OURS: &[Spec] = &[
     Spec { name: "uppercase", min: 1, max: 1, usage: "{{uppercase TEXT}}" },
     Spec { name: "lowercase", min: 1, max: 1, usage: "{{lowercase TEXT}}" },
     Spec { name: "link", min: 1, max: 1, usage: "{{link \"https://...\"}}" },
+    Spec {
+        name: "recommend",
+        min: 1,
+        max: 1,
+        usage: "{{#each (recommend 3 category=\"tea\")}}{{title}} {{money price currency}} {{url}}{{/each}}",
+    },
+    Spec { name: "bought_recently", min: 1, max: 1, usage: "{{#each (bought_recently 3)}}{{title}}{{/each}}" },
 ];
+
+/// What is wrong with the arguments of a call to one of our helpers that the arity check
+/// does not see: `recommend` and `bought_recently` take a whole number 1..=20 written in
+/// the template, and `recommend` one hash argument, `category`.
+pub(crate) fn argument_problem(name: &str, h: &handlebars::template::HelperTemplate) -> Option<String> {
+    use handlebars::template::Parameter;
+    if !matches!(name, "recommend" | "bought_recently") {
+        return None;
+    }
+    let max = crate::recommend::MAX_ITEMS;
+    if let Some(first) = h.params.first() {
+        let count = match first {
+            Parameter::Literal(Value::Number(n)) => n.as_u64().filter(|n| (1..=max as u64).contains(n)),
+            _ => None,
+        };
+        if count.is_none() {
+            return Some(format!("`{name}` takes how many products to show, a whole number from 1 to {max}"));
+        }
+    }
+    let allowed: &[&str] = if name == "recommend" { &["category"] } else { &[] };
+    let mut keys: Vec<&String> = h.hash.keys().collect();
+    keys.sort();
+    if let Some(key) = keys.into_iter().find(|k| !allowed.contains(&k.as_str())) {
+        return Some(if allowed.is_empty() {
+            format!("`{name}` takes no `{key}=`")
+        } else {
+            format!("`{name}` takes no `{key}=`; it takes `category=\"…\"`")
+        });
+    }
+    if let Some(category) = h.hash.get("category")
+        && let Parameter::Literal(value) = category
+        && !value.is_string()
+    {
+        return Some(format!("`category` is a category name in quotes, not `{value}`"));
+    }
+    None
+}
 
 /// Helpers built into handlebars-rust that keep working under strict mode.
 pub(crate) const BUILTIN: &[&str] = &[
@@ -225,6 +269,65 @@ impl HelperDef for Date {
         format::date(&value, pattern.as_deref(), timezone, locale)
             .map(|s| ScopedJson::Derived(Value::String(s)))
             .map_err(|e| error("date", e))
+    }
+}
+
+/// `(recommend N [category="…"])` and `(bought_recently N)`: products from the member's
+/// shelf (read by the edge before the render, `recommend::Shelf`), as a list of
+/// [`super::context::PRODUCT_KEYS`] objects. Each `url` is already a tracked link (the
+/// caller's tracker), so a click on a recommended product counts like any click. The ids
+/// `recommend` gave are kept in `shown`, for the caller to remember.
+pub(crate) struct Shelved<'a> {
+    pub shelf: &'a crate::recommend::Shelf,
+    pub tracker: &'a dyn LinkTracker,
+    pub shown: &'a std::sync::Mutex<Vec<String>>,
+    pub recent: bool,
+}
+
+impl HelperDef for Shelved<'_> {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let name = h.name();
+        let max = crate::recommend::MAX_ITEMS;
+        let n = param(h, 0)?
+            .as_u64()
+            .filter(|n| (1..=max as u64).contains(n))
+            .ok_or_else(|| error(name, format!("the count must be a whole number from 1 to {max}")))?;
+        let picks = if self.recent {
+            self.shelf.bought_recently(n as usize)
+        } else {
+            let category = match h.hash_get("category") {
+                Some(p) if !p.is_value_missing() && !p.value().is_null() => Some(text(p.value())),
+                Some(_) => return Err(error(name, "`category` has no value")),
+                None => None,
+            };
+            let picks = self.shelf.recommend(n as usize, category.as_deref());
+            let mut shown = self.shown.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            shown.extend(picks.iter().map(|p| p.product.id.clone()));
+            picks
+        };
+        let items = picks
+            .into_iter()
+            .map(|pick| {
+                let p = &pick.product;
+                serde_json::json!({
+                    "id": p.id,
+                    "title": p.title,
+                    "url": p.url.as_deref().map(|u| self.tracker.track(u)),
+                    "image_url": p.image_url,
+                    "price": p.price,
+                    "currency": p.currency,
+                    "category": p.category,
+                    "reason": pick.reason,
+                })
+            })
+            .collect();
+        Ok(ScopedJson::Derived(Value::Array(items)))
     }
 }
 

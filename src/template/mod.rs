@@ -89,6 +89,18 @@ struct Message {
     text: Option<Option<Part>>,
 }
 
+impl TemplateCatalog {
+    /// Whether any template, partial or layout calls `recommend` or `bought_recently`: the
+    /// engine reads members' shelves only then (a shop without recommendations pays no
+    /// queries for them).
+    pub fn uses_shelf(&self) -> bool {
+        let mentions = |file: &SourceFile| file.text().contains("recommend") || file.text().contains("bought_recently");
+        self.messages.values().any(|m| mentions(&m.file))
+            || self.partials.values().chain(self.layouts.values()).flatten().any(|p| mentions(&p.file))
+            || self.messages.values().flat_map(|m| m.text.iter().flatten()).any(|p| mentions(&p.file))
+    }
+}
+
 impl Message {
     fn registry_name(&self) -> String {
         format!("{}.{}", self.name, self.channel)

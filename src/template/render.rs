@@ -11,6 +11,13 @@ use serde_json::{Map, Value};
 
 use super::helper::{self, Date, Link, LinkTracker, Untracked};
 use super::{Message, TemplateCatalog, plain_text};
+use crate::recommend::Shelf;
+
+/// The shelf a render takes products from, and where it notes what `recommend` showed.
+struct Shelved<'a> {
+    shelf: &'a Shelf,
+    shown: &'a std::sync::Mutex<Vec<String>>,
+}
 use crate::channel::Channel;
 use crate::member::{Birthday, Event, Member};
 
@@ -201,6 +208,38 @@ impl TemplateCatalog {
         context: &MessageContext,
         options: &RenderOptions<'_>,
     ) -> Result<Rendered, RenderError> {
+        self.render_shelved(name, channel, context, options, &Shelf::default()).map(|(rendered, _)| rendered)
+    }
+
+    /// [`TemplateCatalog::render`] with the member's product shelf for `recommend` and
+    /// `bought_recently` (read by the edge: dispatch, preview, simulate). Also answers the
+    /// ids of the products `recommend` showed, each once, in the order shown.
+    pub fn render_shelved(
+        &self,
+        name: &str,
+        channel: Channel,
+        context: &MessageContext,
+        options: &RenderOptions<'_>,
+        shelf: &Shelf,
+    ) -> Result<(Rendered, Vec<String>), RenderError> {
+        let shown = std::sync::Mutex::new(Vec::new());
+        let rendered = self.render_parts(name, channel, context, options, shelf, &shown)?;
+        let mut shown = shown.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = std::collections::HashSet::new();
+        shown.retain(|id| seen.insert(id.clone()));
+        Ok((rendered, shown))
+    }
+
+    fn render_parts(
+        &self,
+        name: &str,
+        channel: Channel,
+        context: &MessageContext,
+        options: &RenderOptions<'_>,
+        shelf: &Shelf,
+        shown: &std::sync::Mutex<Vec<String>>,
+    ) -> Result<Rendered, RenderError> {
+        let shelved = Shelved { shelf, shown };
         let message = self
             .messages
             .get(&(channel, name.to_string()))
@@ -223,7 +262,9 @@ impl TemplateCatalog {
         let registry_name = message.registry_name();
         let field = |key: &str, data: &Context| -> Result<Option<String>, RenderError> {
             match message.field(key) {
-                Some(_) => self.run(&self.registries.text, &format!("{registry_name}#{key}"), data, options).map(Some),
+                Some(_) => self
+                    .run(&self.registries.text, &format!("{registry_name}#{key}"), data, options, &shelved)
+                    .map(Some),
                 None => Ok(None),
             }
         };
@@ -240,9 +281,11 @@ impl TemplateCatalog {
                 });
                 let html_name =
                     if message.layout.is_some() { layout_wrapper_name(message) } else { registry_name.clone() };
-                let mut html = self.run(&self.registries.html, &html_name, &data, options)?;
+                let mut html = self.run(&self.registries.html, &html_name, &data, options, &shelved)?;
                 let text = match &message.text {
-                    Some(_) => self.run(&self.registries.text, &format!("{registry_name}.txt"), &data, options)?,
+                    Some(_) => {
+                        self.run(&self.registries.text, &format!("{registry_name}.txt"), &data, options, &shelved)?
+                    }
                     None => plain_text::from_html(&html),
                 };
                 if let Some(pixel) = options.links.open_pixel() {
@@ -251,12 +294,12 @@ impl TemplateCatalog {
                 Ok(Rendered::Email { subject, preheader, from, reply_to, html, text })
             }
             Channel::Sms => {
-                let body = self.run(&self.registries.text, &registry_name, &data, options)?;
+                let body = self.run(&self.registries.text, &registry_name, &data, options, &shelved)?;
                 Ok(Rendered::Sms { body: body.trim().to_string() })
             }
             Channel::Push => {
                 let title = field("title", &data)?.ok_or_else(invalid)?;
-                let body = self.run(&self.registries.text, &registry_name, &data, options)?;
+                let body = self.run(&self.registries.text, &registry_name, &data, options, &shelved)?;
                 Ok(Rendered::Push {
                     title: one_line(&title),
                     body: body.trim().to_string(),
@@ -265,7 +308,7 @@ impl TemplateCatalog {
                 })
             }
             Channel::Webhook => {
-                let body = self.run(&self.registries.json, &registry_name, &data, options)?;
+                let body = self.run(&self.registries.json, &registry_name, &data, options, &shelved)?;
                 let body = serde_json::from_str(&body)
                     .map_err(|e| RenderError::NotJson { name: name.to_string(), reason: e.to_string() })?;
                 Ok(Rendered::Webhook { body })
@@ -280,6 +323,7 @@ impl TemplateCatalog {
         name: &str,
         context: &Context,
         options: &RenderOptions<'_>,
+        shelved: &Shelved<'_>,
     ) -> Result<String, RenderError> {
         let template = registry.get_template(name).ok_or_else(|| RenderError::Failed {
             location: name.to_string(),
@@ -288,6 +332,10 @@ impl TemplateCatalog {
         let mut rc = RenderContext::new(None);
         rc.register_local_helper("link", Box::new(Link { tracker: options.links }));
         rc.register_local_helper("date", Box::new(Date { default_timezone: options.default_timezone }));
+        for (helper, recent) in [("recommend", false), ("bought_recently", true)] {
+            let def = helper::Shelved { shelf: shelved.shelf, tracker: options.links, shown: shelved.shown, recent };
+            rc.register_local_helper(helper, Box::new(def));
+        }
         let mut out = StringOutput::new();
         template.render(registry, context, &mut rc, &mut out).map_err(|e| self.locate(name, &e))?;
         out.into_string().map_err(|e| RenderError::Failed { location: name.to_string(), reason: e.to_string() })

@@ -510,3 +510,83 @@ fn example_templates_load_cleanly_and_pass_the_variable_check_for_every_send() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Recommendations.
+
+#[test]
+fn bad_arguments_to_recommend_are_errors_at_their_position() {
+    let (_, diagnostics, _dir) = catalog(&[(
+        "a.email.hbs",
+        "---\nsubject: Hi\n---\n{{#each (recommend 0)}}{{title}}{{/each}}\n{{#each (recommend 3 colour=\"red\")}}{{title}}{{/each}}\n{{#each (recommend \"four\")}}{{title}}{{/each}}\n{{recommend 3}}\n{{#each (bought_recently 2 category=\"tea\")}}{{title}}{{/each}}\n{{#each (recommend 3 category=4)}}{{title}}{{/each}}\n",
+    )]);
+    assert_eq!(
+        summary(&diagnostics),
+        vec![
+            "T001 4:1 `recommend` takes how many products to show, a whole number from 1 to 20",
+            "T001 5:1 `recommend` takes no `colour=`; it takes `category=\"…\"`",
+            "T001 6:1 `recommend` takes how many products to show, a whole number from 1 to 20",
+            "T001 7:1 `recommend` gives a list of products, not text",
+            "T001 8:1 `bought_recently` takes no `category=`",
+            "T001 9:1 `category` is a category name in quotes, not `4`",
+        ]
+    );
+}
+
+#[test]
+fn product_items_have_known_fields_only() {
+    let (catalog, diagnostics, _dir) = catalog(&[(
+        "a.email.hbs",
+        "---\nsubject: Hi\n---\n{{#each (recommend 3 category=\"tea\")}}<a href=\"{{url}}\">{{title}}</a> {{money price currency}} {{reason}} {{titel}}{{/each}}\n",
+    )]);
+    assert!(diagnostics.is_empty(), "{:?}", summary(&diagnostics));
+    let found = catalog.check_variables("a", Channel::Email, &vars(&[]), USED_BY);
+    assert_eq!(summary(&found), vec!["T003 4:107 unknown variable `titel` for journey `birthday` step `email`"]);
+    assert_eq!(found[0].hint.as_deref(), Some("did you mean `title`?"));
+}
+
+#[test]
+fn recommend_renders_the_shelf_with_tracked_links_and_reports_what_it_showed() {
+    use crate::recommend::{Pick, Product, Shelf};
+    let product = |id: &str, category: &str| Product {
+        id: id.into(),
+        title: format!("Tea {id}"),
+        url: Some(format!("https://tea.example/p/{id}")),
+        image_url: None,
+        price: Some(3200),
+        currency: Some("CNY".into()),
+        category: Some(category.into()),
+        tags: vec![],
+        in_stock: true,
+        published: true,
+    };
+    let pick = |id: &str, category: &str, reason: &str| Pick {
+        product: product(id, category),
+        score: 1.0,
+        reason: reason.into(),
+        because: None,
+    };
+    let shelf = Shelf {
+        picks: vec![pick("b", "tea", "because you bought Tea a"), pick("c", "ware", "because you bought Tea a")],
+        bestsellers: vec![pick("d", "tea", "a bestseller")],
+        by_category: [("tea".to_string(), vec![pick("d", "tea", "a bestseller in tea")])].into(),
+        bought_recently: vec![pick("a", "tea", "you bought it on 2025-02-01")],
+    };
+    let (catalog, diagnostics, _dir) = catalog(&[(
+        "a.email.hbs",
+        "---\nsubject: \"{{#each (recommend 1)}}{{title}}{{/each}} for you\"\n---\n{{#each (recommend 3 category=\"tea\")}}<a href=\"{{url}}\">{{title}}</a> {{money price currency}} ({{reason}})\n{{/each}}{{#each (bought_recently 1)}}Thanks for {{title}}{{/each}}\n",
+    )]);
+    assert!(diagnostics.is_empty(), "{:?}", summary(&diagnostics));
+    let (rendered, shown) =
+        catalog.render_shelved("a", Channel::Email, &context(serde_json::json!({})), &options(), &shelf).unwrap();
+    let Rendered::Email { subject, html, .. } = rendered else { panic!("an email") };
+    assert_eq!(subject, "Tea b for you");
+    assert!(html.contains("<a href=\"https://t.example/c/23\">Tea b</a> ¥32.00 (because you bought Tea a)"), "{html}");
+    assert!(html.contains("Tea d</a> ¥32.00 (a bestseller in tea)"), "{html}");
+    assert!(!html.contains("Tea c"), "ware is not tea: {html}");
+    assert!(html.contains("Thanks for Tea a"), "{html}");
+    assert_eq!(shown, vec!["b", "d"]);
+    // Without a shelf the block is empty, never a hole.
+    let plain = catalog.render("a", Channel::Email, &context(serde_json::json!({})), &options()).unwrap();
+    assert_eq!(plain.headline(), Some("for you"));
+}

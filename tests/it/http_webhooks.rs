@@ -89,9 +89,38 @@ on_both_engines! {
         assert!(member.email_consent && !member.sms_consent);
 
         // A topic we do not act on is a 2xx (Shopify retries anything else) that stores nothing.
-        let answer = shopify(&base, SHOPIFY_SECRET, "products/update", "wh-2", br#"{"id": 1}"#).await;
+        let answer = shopify(&base, SHOPIFY_SECRET, "collections/update", "wh-2", br#"{"id": 1}"#).await;
         assert_eq!(answer.status(), 200);
-        assert!(json_of(answer).await["ignored"].as_str().unwrap().contains("products/update"));
+        assert!(json_of(answer).await["ignored"].as_str().unwrap().contains("collections/update"));
+
+        // Product webhooks keep the catalogue current: created, changed, deleted.
+        let product = json!({
+            "id": 632910392, "title": "IPod Nano - 8GB", "handle": "ipod-nano", "product_type": "Cult Products",
+            "status": "active", "tags": "Emotive, Flash Memory",
+            "variants": [{ "price": "199.00", "inventory_quantity": 10, "inventory_management": "shopify" }],
+            "image": { "src": "https://cdn.shopify.com/ipod-nano.png" },
+        });
+        let body = serde_json::to_vec(&product).unwrap();
+        let answer = shopify(&base, SHOPIFY_SECRET, "products/create", "wh-p1", &body).await;
+        assert_eq!(answer.status(), 200);
+        assert_eq!(json_of(answer).await["products"]["inserted"], 1);
+        let stored = store.products(&["632910392".to_string()]).await.unwrap().remove("632910392").unwrap();
+        assert_eq!(stored.url.as_deref(), Some("https://shop.example.com/products/ipod-nano"));
+        assert_eq!((stored.price, stored.currency.as_deref()), (Some(19900), Some("CNY")));
+        assert_eq!(stored.tags, vec!["Emotive", "Flash Memory"]);
+        assert!(stored.in_stock && stored.published);
+        let mut sold_out = product.clone();
+        sold_out["variants"][0]["inventory_quantity"] = json!(0);
+        let answer = shopify(&base, SHOPIFY_SECRET, "products/update", "wh-p2", &serde_json::to_vec(&sold_out).unwrap()).await;
+        assert_eq!(json_of(answer).await["products"]["updated"], 1);
+        assert!(!store.products(&["632910392".to_string()]).await.unwrap()["632910392"].in_stock);
+        let answer = shopify(&base, SHOPIFY_SECRET, "products/delete", "wh-p3", br#"{"id": 632910392}"#).await;
+        assert_eq!(json_of(answer).await["products"]["deleted"], 1);
+        assert!(store.products(&["632910392".to_string()]).await.unwrap().is_empty());
+        // A product without a title is refused with the reason.
+        let answer = shopify(&base, SHOPIFY_SECRET, "products/update", "wh-p4", br#"{"id": 1}"#).await;
+        assert_eq!(answer.status(), 400);
+        assert!(json_of(answer).await["error"].as_str().unwrap().contains("title"));
         // Signed but not the shape its topic promises: 400 with the reason.
         let answer = shopify(&base, SHOPIFY_SECRET, "orders/create", "wh-3", br#"{"id": 5, "customer": {"id": 6}}"#).await;
         assert_eq!(answer.status(), 400);

@@ -13,6 +13,7 @@ mod import;
 mod journeys;
 mod links;
 mod preview;
+mod recommend;
 mod report;
 mod shop;
 mod simulate;

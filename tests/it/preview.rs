@@ -49,6 +49,7 @@ fn render_for(
         default_timezone: chrono_tz::Asia::Shanghai,
         shop: ShopInfo { name: "Teahouse".into(), url: "https://teahouse.example".into(), ..ShopInfo::default() },
         public_url: "https://t.example",
+        shelf: None,
     };
     preview::render(journey, step, &inputs)
 }

@@ -52,6 +52,7 @@ fn scenario(name: &str, from: &str, until: &str) -> Scenario {
     Scenario {
         members: dir.join("members.jsonl"),
         events: events.exists().then_some(events),
+        products: Some(dir.join("products.jsonl")).filter(|p| p.exists()),
         from: at(from),
         until: at(until),
     }
@@ -353,6 +354,8 @@ fn the_command_prints_the_golden_timeline_with_every_journey_loaded() {
         "tests/fixtures/simulate/winback/members.jsonl",
         "--events",
         "tests/fixtures/simulate/winback/events.jsonl",
+        "--products",
+        "tests/fixtures/simulate/winback/products.jsonl",
         "--from",
         "2026-06-01",
         "--until",

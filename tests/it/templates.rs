@@ -39,6 +39,36 @@ fn show(rendered: &Rendered) -> String {
     out
 }
 
+/// The fixture member's shelf: one pick from their purchases, then two bestsellers.
+fn fixture_shelf() -> tidings::recommend::Shelf {
+    use tidings::recommend::{Pick, Product, Shelf};
+    let pick = |id: &str, title: &str, price: i64, category: &str, reason: &str| Pick {
+        product: Product {
+            id: id.into(),
+            title: title.into(),
+            url: Some(format!("https://teahouse.example/products/{id}")),
+            image_url: Some(format!("https://teahouse.example/images/{id}.jpg")),
+            price: Some(price),
+            currency: Some("CNY".into()),
+            category: Some(category.into()),
+            tags: vec![],
+            in_stock: true,
+            published: true,
+        },
+        score: 0.0,
+        reason: reason.into(),
+        because: None,
+    };
+    Shelf {
+        picks: vec![pick("gaiwan", "Celadon gaiwan", 26800, "teaware", "because you bought Longjing green tea 100g")],
+        bestsellers: vec![
+            pick("tieguanyin", "Tieguanyin oolong 100g", 12800, "tea", "a bestseller"),
+            pick("cups", "Set of four tasting cups", 15800, "teaware", "a bestseller"),
+        ],
+        ..Shelf::default()
+    }
+}
+
 #[test]
 fn every_example_template_renders_for_the_fixture_member() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -47,6 +77,7 @@ fn every_example_template_renders_for_the_fixture_member() {
     assert!(project.diagnostics.is_empty(), "{:?}", project.diagnostics);
     let member = fixture_member();
     let signer = link_signer();
+    let shelf = fixture_shelf();
 
     let mut seen = BTreeSet::new();
     for journey in &project.journeys {
@@ -60,9 +91,9 @@ fn every_example_template_renders_for_the_fixture_member() {
                 let links = signer.for_delivery(1, &member.id, send.channel);
                 let context = message_context(&member, &variant.vars, &links);
                 let options = RenderOptions { default_timezone: chrono_tz::Asia::Shanghai, links: &links };
-                let rendered = project
+                let (rendered, _) = project
                     .templates
-                    .render(&variant.template, send.channel, &context, &options)
+                    .render_shelved(&variant.template, send.channel, &context, &options, &shelf)
                     .unwrap_or_else(|e| panic!("{} ({}): {e}", variant.template, send.channel));
                 let name = format!("{}.{}", variant.template.replace('/', "__"), send.channel);
                 let description = format!("journey `{}` step `{}`", journey.id, step.id);

@@ -1,0 +1,346 @@
+//! Product recommendations, pure (DESIGN §8): what a member is shown, given their
+//! purchases, the co-purchase model, the bestsellers and the catalogue, at `now`.
+//!
+//! The models are computed set-based in the database (`store::products`); this module
+//! takes the slice of them one member needs and decides:
+//!
+//! 1. **Neighbours.** Each product the member bought votes for its neighbours with their
+//!    cosine similarity (buyers of both ÷ √(buyers of one × buyers of the other): a
+//!    bestseller bought by everyone is no evidence that X's buyers like it, the popularity
+//!    correction); a candidate's score is the sum of its votes, and its reason is the
+//!    purchase that voted most ("because you bought Oolong").
+//! 2. **Filters.** Never a product the member already bought (unless `rebuy_after` has
+//!    passed since, for consumables), never one out of stock, unpublished, or without a
+//!    page and a price, never one a message showed them within `shown_within`.
+//! 3. **Fallback.** The shelf also holds the bestsellers, overall and per category, under
+//!    the same filters: a member with no history (or too little) gets those.
+//!
+//! The result is a [`Shelf`]: the templates' `recommend` and `bought_recently` helpers
+//! take from it while rendering (the render reads nothing else), and `tidings member`
+//! prints it. Ties break by product id, so the same inputs give the same list.
+
+pub mod order;
+pub mod product;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::duration::Duration;
+pub use order::OrderLine;
+pub use product::Product;
+
+/// How many items one `recommend` or `bought_recently` call may ask for.
+pub const MAX_ITEMS: usize = 20;
+/// Neighbours kept per product in the model, and picks and bestsellers kept per shelf.
+pub const KEEP: usize = 24;
+
+/// `[recommendations]` in `tidings.toml`, as the rules take it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Orders within this window feed the models (co-purchase and bestsellers).
+    pub window: Duration,
+    /// A product bought this long ago may be recommended again (consumables); `None`:
+    /// never again.
+    pub rebuy_after: Option<Duration>,
+    /// The categories `rebuy_after` applies to; empty: every category.
+    pub rebuy_categories: Vec<String>,
+    /// A product a sent message showed within this is not shown again.
+    pub shown_within: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            window: Duration::from_days(365),
+            rebuy_after: None,
+            rebuy_categories: Vec::new(),
+            shown_within: Duration::from_days(14),
+        }
+    }
+}
+
+/// One product a member bought: when last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bought {
+    pub product_id: String,
+    pub last_at: DateTime<Utc>,
+}
+
+/// The slice of the models and the catalogue a batch of members needs (read once per
+/// batch by the edge, shared by its members' shelves).
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    /// Product → its neighbours, best first, with the stored squared cosine.
+    pub neighbours: HashMap<String, Vec<(String, f64)>>,
+    /// Scope (`""` for the whole catalogue, else a category) → product ids, best first.
+    pub bestsellers: BTreeMap<String, Vec<String>>,
+    /// Every product named above or bought, that the catalogue knows.
+    pub products: HashMap<String, Product>,
+}
+
+/// A product chosen for a member, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pick {
+    pub product: Product,
+    /// The summed similarity (co-purchase picks); 0 for bestsellers and purchases.
+    pub score: f64,
+    /// Why, in words for the member: "because you bought Oolong", "a bestseller in tea".
+    pub reason: String,
+    /// The purchase that led to this pick (co-purchase picks).
+    pub because: Option<String>,
+}
+
+/// What a member may be shown, ranked: the input of the template helpers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Shelf {
+    /// From the member's purchases' neighbours, best first.
+    pub picks: Vec<Pick>,
+    /// The bestsellers of the whole catalogue, filtered for this member.
+    pub bestsellers: Vec<Pick>,
+    /// The bestsellers of each category, filtered for this member.
+    pub by_category: BTreeMap<String, Vec<Pick>>,
+    /// The member's own purchases the catalogue knows, most recent first.
+    pub bought_recently: Vec<Pick>,
+}
+
+impl Shelf {
+    /// `(recommend n [category=…])`: the co-purchase picks (of that category), then its
+    /// bestsellers, each product once.
+    pub fn recommend(&self, n: usize, category: Option<&str>) -> Vec<&Pick> {
+        let in_category = |p: &&Pick| category.is_none_or(|c| p.product.category.as_deref() == Some(c));
+        let fallback: &[Pick] = match category {
+            Some(c) => self.by_category.get(c).map_or(&[], Vec::as_slice),
+            None => &self.bestsellers,
+        };
+        let mut seen = HashSet::new();
+        self.picks
+            .iter()
+            .filter(in_category)
+            .chain(fallback.iter())
+            .filter(|p| seen.insert(p.product.id.as_str()))
+            .take(n)
+            .collect()
+    }
+
+    /// `(bought_recently n)`: the member's latest purchases.
+    pub fn bought_recently(&self, n: usize) -> Vec<&Pick> {
+        self.bought_recently.iter().take(n).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.picks.is_empty() && self.bestsellers.is_empty() && self.bought_recently.is_empty()
+    }
+}
+
+/// The member's shelf at `now`: `bought` is their purchase history (one entry per
+/// product), `shown` the products sent messages showed them within `shown_within`.
+pub fn shelf(
+    model: &Model,
+    bought: &[Bought],
+    shown: &HashSet<String>,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Shelf {
+    let owned: HashMap<&str, DateTime<Utc>> = bought.iter().map(|b| (b.product_id.as_str(), b.last_at)).collect();
+    let allowed = |product: &Product| -> bool {
+        if !product.recommendable() || shown.contains(&product.id) {
+            return false;
+        }
+        match owned.get(product.id.as_str()) {
+            None => true,
+            Some(last_at) => rebuyable(product, *last_at, settings, now),
+        }
+    };
+
+    // Votes: for each candidate, the summed cosine and the purchase that voted most.
+    let mut votes: HashMap<&str, (f64, &str, f64)> = HashMap::new();
+    for b in bought {
+        let Some(neighbours) = model.neighbours.get(&b.product_id) else { continue };
+        if !model.products.contains_key(&b.product_id) {
+            continue; // an unknown product id: kept in the orders, ignored here
+        }
+        for (other, squared) in neighbours {
+            let cosine = squared.max(0.0).sqrt();
+            let vote = votes.entry(other.as_str()).or_insert((0.0, b.product_id.as_str(), 0.0));
+            vote.0 += cosine;
+            if cosine > vote.2 || (cosine == vote.2 && b.product_id.as_str() < vote.1) {
+                vote.1 = b.product_id.as_str();
+                vote.2 = cosine;
+            }
+        }
+    }
+    let mut picks: Vec<Pick> = votes
+        .into_iter()
+        .filter_map(|(id, (score, because, _))| {
+            let product = model.products.get(id).filter(|p| allowed(p))?;
+            let reason = match model.products.get(because) {
+                Some(b) => format!("because you bought {}", b.title),
+                None => "bought together with your purchases".to_string(),
+            };
+            Some(Pick { product: product.clone(), score, reason, because: Some(because.to_string()) })
+        })
+        .collect();
+    picks.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.product.id.cmp(&b.product.id)));
+    picks.truncate(KEEP);
+
+    let bestsellers_of = |scope: &str| -> Vec<Pick> {
+        let reason = if scope.is_empty() { "a bestseller".to_string() } else { format!("a bestseller in {scope}") };
+        model
+            .bestsellers
+            .get(scope)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| model.products.get(id))
+            .filter(|p| allowed(p))
+            .take(KEEP)
+            .map(|p| Pick { product: p.clone(), score: 0.0, reason: reason.clone(), because: None })
+            .collect()
+    };
+    let bestsellers = bestsellers_of("");
+    let by_category = model
+        .bestsellers
+        .keys()
+        .filter(|scope| !scope.is_empty())
+        .map(|scope| (scope.clone(), bestsellers_of(scope)))
+        .filter(|(_, picks)| !picks.is_empty())
+        .collect();
+
+    let mut recent: Vec<&Bought> = bought.iter().filter(|b| model.products.contains_key(&b.product_id)).collect();
+    recent.sort_by(|a, b| b.last_at.cmp(&a.last_at).then_with(|| a.product_id.cmp(&b.product_id)));
+    let bought_recently = recent
+        .into_iter()
+        .take(KEEP)
+        .map(|b| Pick {
+            product: model.products[&b.product_id].clone(),
+            score: 0.0,
+            reason: format!("you bought it on {}", b.last_at.format("%Y-%m-%d")),
+            because: None,
+        })
+        .collect();
+
+    Shelf { picks, bestsellers, by_category, bought_recently }
+}
+
+/// A product the member bought may come back once `rebuy_after` has passed, in the
+/// categories it applies to.
+fn rebuyable(product: &Product, last_at: DateTime<Utc>, settings: &Settings, now: DateTime<Utc>) -> bool {
+    let Some(after) = settings.rebuy_after else { return false };
+    let applies = settings.rebuy_categories.is_empty()
+        || product.category.as_ref().is_some_and(|c| settings.rebuy_categories.contains(c));
+    applies && now - last_at >= after.to_chrono()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 1, 8, 0, 0).unwrap()
+    }
+
+    fn product(id: &str, category: &str) -> Product {
+        Product {
+            id: id.into(),
+            title: format!("Product {id}"),
+            url: Some(format!("https://shop.example/p/{id}")),
+            image_url: None,
+            price: Some(1000),
+            currency: Some("CNY".into()),
+            category: Some(category.into()),
+            tags: vec![],
+            in_stock: true,
+            published: true,
+        }
+    }
+
+    fn model() -> Model {
+        let mut m = Model::default();
+        for (id, cat) in [("A", "tea"), ("B", "tea"), ("C", "ware"), ("D", "tea"), ("E", "ware")] {
+            m.products.insert(id.into(), product(id, cat));
+        }
+        m.neighbours.insert("A".into(), vec![("B".into(), 0.64), ("C".into(), 0.25)]);
+        m.neighbours.insert("D".into(), vec![("C".into(), 0.81), ("A".into(), 0.1)]);
+        m.bestsellers.insert("".into(), vec!["A".into(), "E".into(), "C".into(), "B".into()]);
+        m.bestsellers.insert("tea".into(), vec!["A".into(), "D".into(), "B".into()]);
+        m
+    }
+
+    fn bought(ids: &[(&str, i64)]) -> Vec<Bought> {
+        ids.iter()
+            .map(|(id, days)| Bought { product_id: id.to_string(), last_at: now() - chrono::Duration::days(*days) })
+            .collect()
+    }
+
+    fn ids(picks: &[&Pick]) -> Vec<String> {
+        picks.iter().map(|p| p.product.id.clone()).collect()
+    }
+
+    #[test]
+    fn a_buyer_of_a_gets_what_a_buyers_bought_and_not_a_again() {
+        let shelf = shelf(&model(), &bought(&[("A", 3)]), &HashSet::new(), &Settings::default(), now());
+        assert_eq!(ids(&shelf.recommend(2, None)), ["B", "C"]);
+        assert_eq!(shelf.picks[0].reason, "because you bought Product A");
+        assert!(ids(&shelf.recommend(10, None)).iter().all(|id| id != "A"));
+    }
+
+    #[test]
+    fn votes_add_up_and_the_strongest_purchase_is_the_reason() {
+        let shelf = shelf(&model(), &bought(&[("A", 3), ("D", 1)]), &HashSet::new(), &Settings::default(), now());
+        // C: 0.5 (from A) + 0.9 (from D) = 1.4 > B: 0.8.
+        assert_eq!(ids(&shelf.recommend(2, None)), ["C", "B"]);
+        assert_eq!(shelf.picks[0].because.as_deref(), Some("D"));
+    }
+
+    #[test]
+    fn a_member_with_no_orders_gets_bestsellers_overall_and_per_category() {
+        let shelf = shelf(&model(), &[], &HashSet::new(), &Settings::default(), now());
+        assert_eq!(ids(&shelf.recommend(3, None)), ["A", "E", "C"]);
+        assert_eq!(ids(&shelf.recommend(3, Some("tea"))), ["A", "D", "B"]);
+        assert_eq!(shelf.recommend(1, Some("tea"))[0].reason, "a bestseller in tea");
+        assert!(shelf.recommend(3, Some("cups")).is_empty());
+    }
+
+    #[test]
+    fn out_of_stock_unpublished_and_recently_shown_products_never_appear() {
+        let mut m = model();
+        m.products.get_mut("B").unwrap().in_stock = false;
+        m.products.get_mut("E").unwrap().published = false;
+        let shown: HashSet<String> = ["C".to_string()].into();
+        let shelf = shelf(&m, &bought(&[("A", 3)]), &shown, &Settings::default(), now());
+        let all = ids(&shelf.recommend(20, None));
+        assert!(!all.iter().any(|id| ["B", "E", "C", "A"].contains(&id.as_str())), "{all:?}");
+    }
+
+    #[test]
+    fn consumables_come_back_after_rebuy_after_in_their_categories() {
+        let settings = Settings {
+            rebuy_after: Some(Duration::from_days(30)),
+            rebuy_categories: vec!["tea".into()],
+            ..Settings::default()
+        };
+        let shelf = shelf(&model(), &bought(&[("A", 45), ("C", 45), ("D", 10)]), &HashSet::new(), &settings, now());
+        let all = ids(&shelf.recommend(20, None));
+        assert!(all.contains(&"A".to_string()), "tea bought 45 days ago comes back: {all:?}");
+        assert!(!all.contains(&"C".to_string()), "ware is not a consumable: {all:?}");
+        assert!(!all.contains(&"D".to_string()), "tea bought 10 days ago does not: {all:?}");
+    }
+
+    #[test]
+    fn a_category_takes_its_picks_first_then_its_bestsellers() {
+        let shelf = shelf(&model(), &bought(&[("A", 3)]), &HashSet::new(), &Settings::default(), now());
+        assert_eq!(ids(&shelf.recommend(3, Some("tea"))), ["B", "D"]);
+    }
+
+    #[test]
+    fn unknown_products_in_orders_are_ignored_and_purchases_list_newest_first() {
+        let mut m = model();
+        m.neighbours.insert("ghost".into(), vec![("E".into(), 0.9)]);
+        let shelf =
+            shelf(&m, &bought(&[("ghost", 1), ("A", 9), ("D", 2)]), &HashSet::new(), &Settings::default(), now());
+        assert!(shelf.picks.iter().all(|p| p.product.id != "E"));
+        assert_eq!(ids(&shelf.bought_recently(5)), ["D", "A"]);
+    }
+}
