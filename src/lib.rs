@@ -3,7 +3,7 @@
 //! The pure core (no I/O beyond reading the files it is given, no clock):
 //! [`source`], [`diagnostic`], [`duration`], [`timing`], [`schedule`], [`schema`], [`member`],
 //! [`channel`], [`condition`], [`journey`], [`template`], [`project`], [`state`],
-//! [`sms_segments`], [`recommend`].
+//! [`sms_segments`], [`recommend`], [`breaker`].
 //! The edges: [`config`], [`store`] (SQLite and PostgreSQL), [`import`], [`member_view`],
 //! [`channels`] (email, SMS, push, webhook, outbox), [`links`] (signed tracking and
 //! unsubscribe tokens), [`preview`] and [`simulate`] (the engine on a virtual clock), [`cli`].
@@ -23,6 +23,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod alert;
 pub mod alert_view;
 pub mod assign;
+pub mod breaker;
 pub mod channel;
 pub mod channels;
 pub mod cli;

@@ -85,6 +85,24 @@ impl CronSchedule {
             .map(|local| timing::local_instant(local.date_naive(), local.time(), timezone))
             .find(|at| *at > after)
     }
+
+    /// The one firing a schedule owes at `now`, given that it has fired (or was looked at)
+    /// up to `after`: the **latest** firing in `(after, now]`, or `None`. Missed firings
+    /// coalesce, as with cron daemons and Kubernetes CronJobs: after downtime (or a tick
+    /// slower than the schedule) a schedule fires once, for its latest missed time, never
+    /// once per missed time. The caller bounds `after` by its catch-up window.
+    pub fn due_firing(&self, after: DateTime<Utc>, now: DateTime<Utc>, timezone: Tz) -> Option<DateTime<Utc>> {
+        let mut due = None;
+        let mut at = after;
+        while let Some(next) = self.next_after(at, timezone) {
+            if next > now {
+                break;
+            }
+            due = Some(next);
+            at = next;
+        }
+        due
+    }
 }
 
 /// Crontab weekday numbers (0–7, Sunday = 0 and 7) to the crate's (1–7, Sunday = 1).
@@ -151,6 +169,28 @@ mod tests {
         assert_eq!(sunday.next_after(at(utc, 2026, 11, 28, 0, 0), utc), Some(at(utc, 2026, 11, 29, 9, 0)));
         let weekend = CronSchedule::parse("0 9 * * 6-7").unwrap();
         assert_eq!(weekend.next_after(at(utc, 2026, 11, 27, 0, 0), utc), Some(at(utc, 2026, 11, 28, 9, 0)));
+    }
+
+    #[test]
+    fn missed_firings_coalesce_into_the_latest() {
+        let minutely = CronSchedule::parse("* * * * *").unwrap();
+        let tz: Tz = "UTC".parse().unwrap();
+        let down = at(tz, 2026, 3, 2, 9, 0);
+        // An hour down: 60 firings missed, one owed, the latest.
+        let now = at(tz, 2026, 3, 2, 10, 0) + chrono::TimeDelta::seconds(30);
+        assert_eq!(minutely.due_firing(down, now, tz), Some(at(tz, 2026, 3, 2, 10, 0)));
+        // Fired at 10:00: nothing more is owed until 10:01.
+        assert_eq!(minutely.due_firing(at(tz, 2026, 3, 2, 10, 0), now, tz), None);
+        // A daily schedule missed once fires once, for its time.
+        let daily = CronSchedule::parse("0 10 * * *").unwrap();
+        let now = at(tz, 2026, 3, 5, 12, 0);
+        assert_eq!(daily.due_firing(at(tz, 2026, 3, 1, 0, 0), now, tz), Some(at(tz, 2026, 3, 5, 10, 0)));
+        // A firing exactly at `now` is due; one at `after` is not.
+        assert_eq!(
+            daily.due_firing(at(tz, 2026, 3, 5, 10, 0), at(tz, 2026, 3, 6, 10, 0), tz),
+            Some(at(tz, 2026, 3, 6, 10, 0))
+        );
+        assert_eq!(daily.due_firing(at(tz, 2026, 3, 6, 10, 0), at(tz, 2026, 3, 6, 10, 0), tz), None);
     }
 
     #[test]

@@ -106,12 +106,13 @@ pub async fn run(config: &Config, http: bool) -> anyhow::Result<()> {
         None
     };
 
+    let clock = database_clock(&store).await?;
     let worker = {
         let engine = Arc::clone(&engine);
         let mut stop = stop.clone();
         tokio::spawn(async move {
             loop {
-                match engine.tick_with(&Utc::now).await {
+                match engine.tick_with(&clock).await {
                     Ok(tick) if !tick.is_idle() => {
                         tracing::debug!(?tick, "tick");
                         continue;
@@ -129,16 +130,70 @@ pub async fn run(config: &Config, http: bool) -> anyhow::Result<()> {
 
     tracing::info!(worker = %engine.options().worker, "engine running");
     wait_for_signals(config, &engine).await;
+    let bound = shutdown_bound(config);
+    tracing::info!(?bound, "stopping: finishing the batch in flight");
+    let stopping = std::time::Instant::now();
+    engine.stop();
     let _ = stop_tx.send(true);
-    // The worker finishes the batch in flight (its sends included), then stops.
-    worker.await.context("the engine task failed")?;
-    notifications.await.context("the alert notification task failed")?;
+    // The worker finishes the batch in flight (sends already handed to a channel are
+    // waited for and recorded; the rest of the batch is given back), then stops. A send
+    // cannot outlast its channel's timeout, so this is within the bound; past it, what is
+    // still claimed is left to its lease.
+    match tokio::time::timeout(bound, worker).await {
+        Ok(done) => done.context("the engine task failed")?,
+        Err(_) => {
+            tracing::error!(?bound, "the batch in flight did not finish within the bound; leaving it to its lease")
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), notifications).await;
     engine.release().await?;
+    engine.channels().close().await;
+    tracing::info!(elapsed = ?stopping.elapsed(), "leases released, channels closed");
     if let Some(server) = server {
         server.await.context("the HTTP task failed")??;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Shifts this process's clock by that many seconds (tests: a host whose clock is off).
+pub const CLOCK_SKEW_VAR: &str = "TIDINGS_TEST_CLOCK_SKEW_SECONDS";
+
+/// The engine's clock: this host's, corrected by its offset from the database's clock as
+/// measured at start. Leases, claims and due times are compared in SQL against times the
+/// workers write, so two workers must read one clock: a worker whose clock ran two minutes
+/// ahead would otherwise see every other worker's lease as over, and take it.
+async fn database_clock(store: &Store) -> anyhow::Result<impl Fn() -> chrono::DateTime<Utc> + Sync + use<>> {
+    let skew = std::env::var(CLOCK_SKEW_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .map_or(chrono::Duration::zero(), chrono::Duration::seconds);
+    let host = move || Utc::now() + skew;
+    let before = host();
+    let database = store.database_now().await.context("reading the database's clock")?;
+    let after = host();
+    // The database read its clock about halfway through the round trip.
+    let offset = database - (before + (after - before) / 2);
+    if offset.abs() > chrono::Duration::seconds(1) {
+        tracing::warn!(
+            offset_ms = offset.num_milliseconds(),
+            "this host's clock is off the database's; the engine uses the database's"
+        );
+    }
+    Ok(move || host() + offset)
+}
+
+/// How long a stop may take at most: the longest channel timeout (a send in flight
+/// cannot outlast it) plus 10 s to record outcomes, release leases and close connections.
+/// The README states it.
+pub fn shutdown_bound(config: &Config) -> Duration {
+    let c = &config.channels;
+    let longest = [&c.email.timeout, &c.sms.timeout, &c.push.timeout, &c.webhook.timeout]
+        .into_iter()
+        .map(|t| Config::seconds(t))
+        .max()
+        .unwrap_or_default();
+    longest + Duration::from_secs(10)
 }
 
 /// The HTTP routes' state: secrets from the environment only, and the engine's link

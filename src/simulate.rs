@@ -314,6 +314,8 @@ pub async fn run(config: &Config, project: Project, scenario: &Scenario) -> Resu
     // written again at every one (27,000 write transactions in a year). Claims are let go
     // when their decision or send is written, so their length changes nothing here.
     engine_options.lease = chrono::Duration::days(1);
+    // Nothing is sent, so no provider's rate is kept (its bucket runs on the wall clock).
+    engine_options.rates.clear();
     for journey in &date_journeys {
         store.set_date_scan_cursor(journey, from - chrono::Duration::seconds(1)).await?;
     }

@@ -208,11 +208,6 @@ impl EmailSender {
         );
         Ok(EmailSender { pool, composer, rate: RateLimit::per_second(settings.messages_per_second) })
     }
-
-    /// Closes idle SMTP connections with `QUIT` (at shutdown).
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 #[async_trait]
@@ -227,6 +222,11 @@ impl Sender for EmailSender {
 
     fn provider(&self) -> &'static str {
         "smtp"
+    }
+
+    /// Closes the idle SMTP connections with `QUIT` (at shutdown).
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }
 

@@ -3,9 +3,10 @@
 //!
 //! | answer | class |
 //! |---|---|
-//! | timeout, connection refused or reset | transient |
-//! | 408, 425, 429, 5xx | transient, with `Retry-After` when given |
-//! | 401, 403, 404 | transient: our credentials or URL are wrong, not the recipient |
+//! | timeout, connection refused or reset | transient, the provider's (it is paused) |
+//! | 429, 5xx | transient, the provider's, paused for `Retry-After` when given |
+//! | 408, 425 | transient, this message's |
+//! | 401, 403, 404 | transient, the provider's: our credentials or URL are wrong, not the recipient |
 //! | any other 4xx | permanent |
 
 use std::time::Duration;
@@ -36,7 +37,7 @@ pub fn unanswered(provider: &str, error: reqwest::Error) -> SendError {
         "failed"
     };
     // Without the URL: it may carry an account id, and the config names it anyway.
-    SendError::transient(format!("{provider} request {what}: {}", error.without_url()))
+    SendError::unavailable(format!("{provider} request {what}: {}", error.without_url()), None)
 }
 
 /// `Retry-After` as seconds or an HTTP date (relative to `now`).
@@ -53,11 +54,14 @@ pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> 
 pub fn classify(provider: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> SendError {
     let reason = format!("{provider} answered {status}: {}", excerpt(body));
     match status.as_u16() {
-        408 | 425 | 429 | 500..=599 => SendError::Transient { reason, retry_after: retry_after(headers, Utc::now()) },
-        401 | 403 | 404 => SendError::Transient {
-            reason: format!("{reason} (check the channel's credentials and URL)"),
-            retry_after: None,
-        },
+        // The provider throttles or fails: every message to it waits (its `Retry-After`
+        // pauses the provider for every worker).
+        429 | 500..=599 => SendError::unavailable(reason, retry_after(headers, Utc::now())),
+        408 | 425 => {
+            SendError::Transient { reason, retry_after: retry_after(headers, Utc::now()), scope: super::Scope::Message }
+        }
+        // Our credentials or URL are wrong: no message to this provider can go.
+        401 | 403 | 404 => SendError::unavailable(format!("{reason} (check the channel's credentials and URL)"), None),
         _ => SendError::Permanent { reason },
     }
 }

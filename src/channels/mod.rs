@@ -64,8 +64,12 @@ pub enum SendError {
     /// Try again later ([`retry::next_attempt`]): timeouts, connection errors, 429, 5xx,
     /// SMTP 4xx, and answers that say our own configuration is wrong (401/403), which must
     /// not suppress the member's address.
+    ///
+    /// `scope` says whose problem it is: [`Scope::Message`] (an SMTP 4xx for this
+    /// recipient: this delivery backs off) or [`Scope::Provider`] (the provider is down,
+    /// timing out or throttling: every delivery to it waits, see [`crate::breaker`]).
     #[error("transient: {reason}")]
-    Transient { reason: String, retry_after: Option<Duration> },
+    Transient { reason: String, retry_after: Option<Duration>, scope: Scope },
     /// Never try this address on this channel again: SMTP 5xx, an invalid number, other 4xx.
     #[error("permanent: {reason}")]
     Permanent { reason: String },
@@ -75,8 +79,14 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// A transient failure of this one message (it backs off on its own).
     pub fn transient(reason: impl Into<String>) -> SendError {
-        SendError::Transient { reason: reason.into(), retry_after: None }
+        SendError::Transient { reason: reason.into(), retry_after: None, scope: Scope::Message }
+    }
+
+    /// The provider did not serve at all: down, timing out, throttling (`retry_after`).
+    pub fn unavailable(reason: impl Into<String>, retry_after: Option<Duration>) -> SendError {
+        SendError::Transient { reason: reason.into(), retry_after, scope: Scope::Provider }
     }
 
     pub fn permanent(reason: impl Into<String>) -> SendError {
@@ -86,6 +96,15 @@ impl SendError {
     pub fn is_transient(&self) -> bool {
         matches!(self, SendError::Transient { .. })
     }
+}
+
+/// Whose problem a transient failure is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// This message's: it is retried with its own backoff.
+    Message,
+    /// The provider's: the provider is paused for every worker ([`crate::breaker`]).
+    Provider,
 }
 
 /// A provider. Implementations are cheap to share (`Arc<dyn Sender>`) and safe to call
@@ -98,6 +117,10 @@ pub trait Sender: Send + Sync {
     fn provider(&self) -> &'static str {
         "custom"
     }
+
+    /// Closes what the sender keeps open (at shutdown, after the last send): SMTP says
+    /// `QUIT` on its pooled connections. Nothing by default.
+    async fn close(&self) {}
 }
 
 /// The configuration does not let a channel be built.
@@ -249,6 +272,13 @@ impl Channels {
             Channel::Sms => self.sms.as_ref(),
             Channel::Push => self.push.as_ref(),
             Channel::Webhook => self.webhook.as_ref(),
+        }
+    }
+
+    /// Closes every channel's connections ([`Sender::close`]), at shutdown.
+    pub async fn close(&self) {
+        for channel in Channel::ALL {
+            self.sender(channel).close().await;
         }
     }
 

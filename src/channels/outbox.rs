@@ -71,8 +71,16 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tokio::fs::create_dir_all(dir).await?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("message");
     let temporary = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    tokio::fs::write(&temporary, bytes).await?;
-    tokio::fs::rename(&temporary, path).await
+    // A failed write (a full disk) leaves nothing behind: no half a message under its name,
+    // and no temporary file taking the space that is left.
+    let written = match tokio::fs::write(&temporary, bytes).await {
+        Ok(()) => tokio::fs::rename(&temporary, path).await,
+        Err(e) => Err(e),
+    };
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&temporary).await;
+    }
+    written
 }
 
 #[async_trait]
@@ -91,7 +99,7 @@ impl Sender for Outbox {
         let path = self.path(channel, msg.delivery_id);
         write_atomically(&path, &bytes)
             .await
-            .map_err(|e| SendError::transient(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| SendError::unavailable(format!("cannot write {}: {e}", path.display()), None))?;
         Ok(Receipt { provider_message_id: Some(path.display().to_string()) })
     }
 

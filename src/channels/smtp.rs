@@ -171,9 +171,10 @@ impl Pool {
                 Ok(response)
             }
             Ok(Err(error)) => Err(classify(&error)),
-            Err(_) => {
-                Err(SendError::transient(format!("the SMTP server did not finish within {:?}", self.settings.timeout)))
-            }
+            Err(_) => Err(SendError::unavailable(
+                format!("the SMTP server did not finish within {:?}", self.settings.timeout),
+                None,
+            )),
         }
     }
 
@@ -199,17 +200,17 @@ impl Pool {
         }
         match tokio::time::timeout(self.settings.timeout, self.connect()).await {
             Ok(result) => result,
-            Err(_) => Err(SendError::transient(format!(
-                "could not connect to {}:{} within {:?}",
-                self.url.host, self.url.port, self.settings.timeout
-            ))),
+            Err(_) => Err(SendError::unavailable(
+                format!("could not connect to {}:{} within {:?}", self.url.host, self.url.port, self.settings.timeout),
+                None,
+            )),
         }
     }
 
     async fn connect(&self) -> Result<Conn, SendError> {
         let url = &self.url;
         let unreachable =
-            |e: io::Error| SendError::transient(format!("cannot connect to {}:{}: {e}", url.host, url.port));
+            |e: io::Error| SendError::unavailable(format!("cannot connect to {}:{}: {e}", url.host, url.port), None);
         let tcp = TcpStream::connect((url.host.as_str(), url.port)).await.map_err(unreachable)?;
         tcp.set_nodelay(self.settings.nodelay).map_err(unreachable)?;
         // Under STARTTLS, lettre puts TLS above the wire: bytes put ahead there would go out
@@ -219,10 +220,9 @@ impl Pool {
             Some(connector) => {
                 let name = ServerName::try_from(url.host.clone())
                     .map_err(|e| SendError::transient(format!("`{}` is not a TLS server name: {e}", url.host)))?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| SendError::transient(format!("TLS with {}:{} failed: {e}", url.host, url.port)))?;
+                let tls = connector.connect(name, tcp).await.map_err(|e| {
+                    SendError::unavailable(format!("TLS with {}:{} failed: {e}", url.host, url.port), None)
+                })?;
                 Box::new(Wire::new(TlsStream(tls), wire.clone()))
             }
             None => Box::new(Wire::new(tcp, wire.clone())),
@@ -401,7 +401,16 @@ impl<S: AsyncTokioStream> AsyncTokioStream for Wire<S> {
 /// SMTP 4xx, timeouts, network and TLS trouble are transient; SMTP 5xx is permanent.
 pub fn classify(error: &lettre::transport::smtp::Error) -> SendError {
     let reason = format!("smtp: {error}");
-    if error.is_permanent() { SendError::Permanent { reason } } else { SendError::transient(reason) }
+    if error.is_permanent() {
+        return SendError::Permanent { reason };
+    }
+    // A 4xx answer is about this message (greylisting, a full mailbox), except 421: the
+    // server is closing the channel (overloaded, shutting down). No answer at all
+    // (refused, reset, a TLS failure) is the server's too.
+    match error.status() {
+        Some(code) if code.to_string() != "421" => SendError::transient(reason),
+        _ => SendError::unavailable(reason, None),
+    }
 }
 
 /// rustls with the ring provider and the Mozilla roots (webpki-roots), as lettre uses.

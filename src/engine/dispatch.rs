@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
 
 use super::{Engine, EngineError};
+use crate::breaker::{self, Gate};
 use crate::channel::Channel;
-use crate::channels::{Outgoing, SendError, next_attempt};
+use crate::channels::{Outgoing, Scope, SendError, next_attempt};
 use crate::store::deliveries::{ClaimedDelivery, DeliveryOutcome};
 use crate::template::{
     JourneyInfo, LinkTracker, Links, MessageContext, RenderOptions, StepInfo, Untracked, event_value, member_value,
@@ -102,6 +103,11 @@ impl Engine {
             }
         };
 
+        // The providers' health as all workers left it: a paused provider's deliveries wait.
+        self.limits.refresh(&self.store).await?;
+        let started = std::time::Instant::now();
+        let live_now = move || now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+
         let count = claimed.len();
         let mut in_flight: HashSet<i64> = claimed.iter().map(|d| d.id).collect();
         // Two halves run side by side in this task. The first renders each message just
@@ -120,6 +126,13 @@ impl Engine {
             let mut sends = futures_util::stream::iter(claimed)
                 .map(|d| async move {
                     let slot = slots.acquire().await.expect("the semaphore is never closed");
+                    // A stopping worker hands what it has not sent back at once, uncharged.
+                    if self.is_stopping() {
+                        return (Finished::Unsent(d, DeliveryOutcome::Deferred { at: now, error: None }), slot);
+                    }
+                    if let Some(waits) = self.may_send(&d, &live_now).await {
+                        return (Finished::Unsent(d, waits), slot);
+                    }
                     let done = match render(&d) {
                         Ok((out, shown)) => {
                             let started = std::time::Instant::now();
@@ -142,19 +155,34 @@ impl Engine {
         let record = async {
             // A batch that takes a while renews its claim on what it has not sent yet, so
             // the lease only runs out for a worker that stopped.
-            let started = std::time::Instant::now();
             let mut held = started;
             let renew_every = (self.options.lease / 3).to_std().unwrap_or_default();
             let mut done = Vec::with_capacity(2 * group);
             while finished.recv_many(&mut done, 2 * group).await > 0 {
                 let (finished_now, slots): (Vec<Finished>, Vec<_>) = done.drain(..).unzip();
+                // What the sends said about their providers first: a failure that pauses
+                // its provider makes its delivery wait for the pause, uncharged.
+                let mut events: HashMap<Channel, Vec<breaker::Event>> = HashMap::new();
+                for f in &finished_now {
+                    if let Finished::Sent(_, out, result, _) = f {
+                        events.entry(out.channel).or_default().push(provider_event(result));
+                    }
+                }
+                let at = live_now();
+                self.limits.observe(&self.store, events, at).await?;
                 let mut shown_now: Vec<(String, String)> = Vec::new();
                 let outcomes: Vec<(ClaimedDelivery, DeliveryOutcome)> = finished_now
                     .into_iter()
                     .map(|f| {
                         let (d, outcome) = match f {
                             Finished::Sent(d, out, result, shown) => {
-                                let outcome = self.outcome(&d, &out, result, now, &mut unregistered);
+                                let outcome = match (&result, self.limits.health(out.channel).gate(at)) {
+                                    (
+                                        Err(SendError::Transient { reason, scope: Scope::Provider, .. }),
+                                        Gate::Paused(until),
+                                    ) => DeliveryOutcome::Deferred { at: until, error: Some(reason.clone()) },
+                                    _ => self.outcome(&d, &out, result, at, &mut unregistered),
+                                };
                                 if matches!(outcome, DeliveryOutcome::Sent { .. }) {
                                     shown_now.extend(shown.into_iter().map(|p| (d.member_id.clone(), p)));
                                 }
@@ -199,7 +227,7 @@ impl Engine {
                 provider_message_id: receipt.provider_message_id,
                 subject: out.message.headline().map(str::to_string),
             },
-            Err(SendError::Transient { reason, retry_after }) => {
+            Err(SendError::Transient { reason, retry_after, .. }) => {
                 let jitter = rand::random::<f64>();
                 match next_attempt(d.attempts as u32, now, retry_after, &self.options.retry, jitter) {
                     Some(at) => DeliveryOutcome::Retry { at, error: reason },
@@ -215,6 +243,52 @@ impl Engine {
                 DeliveryOutcome::Failed { error: format!("push token unregistered: {token}"), suppress: false }
             }
         }
+    }
+}
+
+impl Engine {
+    /// Whether `d` may go to its provider now; if not, what to record instead (a deferral,
+    /// uncharged: the provider is paused, or a probe of it is out). Takes the provider's
+    /// probe when its breaker wants one, and a token of its shared rate.
+    async fn may_send(&self, d: &ClaimedDelivery, now: &(dyn Fn() -> DateTime<Utc> + Sync)) -> Option<DeliveryOutcome> {
+        let channel = Channel::parse(&d.channel)?;
+        let wait = |gate: Gate, at: DateTime<Utc>| -> Option<DeliveryOutcome> {
+            let health = self.limits.health(channel);
+            let error = health.reason.map(|r| format!("{channel} provider paused: {r}"));
+            match gate {
+                Gate::Open | Gate::Probe => None,
+                Gate::Paused(until) => Some(DeliveryOutcome::Deferred { at: until, error }),
+                Gate::Probing => Some(DeliveryOutcome::Deferred { at: at + self.limits.policy.probe_wait, error }),
+            }
+        };
+        let at = now();
+        match self.limits.gate(channel, at) {
+            Gate::Open => {}
+            Gate::Probe => match self.limits.take_probe(&self.store, channel, at).await {
+                // The probe goes without waiting for a token: it is one message.
+                Ok(true) => return None,
+                Ok(false) => return wait(Gate::Probing, at),
+                Err(error) => return Some(DeliveryOutcome::Deferred { at, error: Some(error.to_string()) }),
+            },
+            gate => return wait(gate, at),
+        }
+        match self.limits.acquire(&self.store, channel, now, || self.is_stopping()).await {
+            Ok(Gate::Open) if self.is_stopping() => Some(DeliveryOutcome::Deferred { at: now(), error: None }),
+            Ok(Gate::Open) => None,
+            Ok(Gate::Probe) => Some(DeliveryOutcome::Deferred { at: now(), error: None }),
+            Ok(gate) => wait(gate, now()),
+            Err(error) => Some(DeliveryOutcome::Deferred { at: now(), error: Some(error.to_string()) }),
+        }
+    }
+}
+
+/// What a send's result says about its provider.
+fn provider_event(result: &Result<crate::channels::Receipt, SendError>) -> breaker::Event {
+    match result {
+        Err(SendError::Transient { reason, retry_after, scope: Scope::Provider }) => {
+            breaker::Event::Failed { reason: reason.clone(), retry_after: *retry_after }
+        }
+        _ => breaker::Event::Answered,
     }
 }
 

@@ -18,6 +18,7 @@ mod advance;
 pub mod alerts;
 mod dispatch;
 mod inbox;
+pub mod provider_limits;
 pub mod registry;
 mod triggers;
 pub mod wake;
@@ -56,6 +57,12 @@ pub struct Options {
     pub shop: ShopInfo,
     /// What members are recommended (`[recommendations]`).
     pub recommend: crate::recommend::Settings,
+    /// Messages per second per channel (`[channels.*] messages_per_second`), for all
+    /// workers together ([`provider_limits`]); a channel absent or at 0 has no limit, and
+    /// one that writes to the outbox none either.
+    pub rates: HashMap<crate::channel::Channel, u32>,
+    /// When a provider is paused and probed ([`crate::breaker`]).
+    pub breaker: crate::breaker::Policy,
 }
 
 impl Options {
@@ -66,10 +73,21 @@ impl Options {
             lease: chrono::Duration::from_std(Config::seconds(&config.engine.lease)).expect("checked at load"),
             catch_up: chrono::Duration::from_std(Config::seconds(&config.engine.catch_up)).expect("checked at load"),
             send_concurrency: config.engine.send_concurrency as usize,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::from_config(&config.channels.retry),
             links,
             shop: shop_info(config),
             recommend: config.recommendations.settings(),
+            rates: {
+                use crate::channel::Channel;
+                let c = &config.channels;
+                HashMap::from([
+                    (Channel::Email, c.email.messages_per_second),
+                    (Channel::Sms, c.sms.messages_per_second),
+                    (Channel::Push, c.push.messages_per_second),
+                    (Channel::Webhook, c.webhook.messages_per_second),
+                ])
+            },
+            breaker: crate::breaker::Policy::default(),
         }
     }
 }
@@ -137,6 +155,10 @@ pub struct Engine {
     /// The alert rules ([`alerts`]) and the last minute this process evaluated them in.
     alerting: std::sync::RwLock<Arc<alerts::Alerting>>,
     alert_minute: Mutex<Option<DateTime<Utc>>>,
+    /// Shared rates and provider health ([`provider_limits`]).
+    limits: provider_limits::ProviderLimits,
+    /// Set by [`Engine::stop`]: finish the batch in flight, claim nothing more.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -148,7 +170,16 @@ impl Engine {
         channels: Channels,
         options: Options,
     ) -> Engine {
+        // A channel that writes files has no provider to protect.
+        let rates: HashMap<crate::channel::Channel, u32> = options
+            .rates
+            .iter()
+            .filter(|(channel, _)| channels.sender(**channel).provider() != "outbox")
+            .map(|(c, r)| (*c, *r))
+            .collect();
+        let limits = provider_limits::ProviderLimits::new(&rates, options.breaker);
         Engine {
+            limits,
             store,
             registry: Mutex::new(registry),
             policies,
@@ -161,11 +192,16 @@ impl Engine {
             leases: std::sync::Mutex::new(HashMap::new()),
             alerting: std::sync::RwLock::default(),
             alert_minute: Mutex::new(None),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn channels(&self) -> &Channels {
+        &self.channels
     }
 
     pub fn options(&self) -> &Options {
@@ -174,6 +210,19 @@ impl Engine {
 
     pub fn settings(&self) -> &crate::state::Settings {
         &self.settings
+    }
+
+    /// Asks the engine to stop (SIGTERM): the batch in flight finishes — sends already
+    /// handed to a channel are waited for and recorded, deliveries of the batch not yet
+    /// sent are given back uncharged — and no phase claims anything more. Ticks after this
+    /// do nothing.
+    pub fn stop(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Engine::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Swaps in newly loaded journeys (SIGHUP); runs on older versions keep them.
@@ -190,15 +239,28 @@ impl Engine {
     /// [`Engine::tick`] reading `clock` before each batch: `serve` passes the wall clock, so
     /// a claim made late in a long tick still holds for its full lease.
     pub async fn tick_with(&self, clock: &Clock<'_>) -> Result<Tick, EngineError> {
-        let events = self.take_events(clock()).await?;
-        let enrolled = self.enroll(clock()).await?;
-        let advanced = self.advance_with(clock).await?;
-        let sent = self.send_with(clock).await?;
+        let mut tick = Tick::default();
+        if self.is_stopping() {
+            return Ok(tick);
+        }
+        tick.events = self.take_events(clock()).await?;
+        if self.is_stopping() {
+            return Ok(tick);
+        }
+        tick.enrolled = self.enroll(clock()).await?;
+        if self.is_stopping() {
+            return Ok(tick);
+        }
+        tick.advanced = self.advance_with(clock).await?;
+        if self.is_stopping() {
+            return Ok(tick);
+        }
+        tick.sent = self.send_with(clock).await?;
         // Alerts watch the engine; a failure to evaluate them must not stop it.
         if let Err(error) = self.watch(clock()).await {
             tracing::error!(%error, "evaluating the alert rules failed");
         }
-        Ok(Tick { events, enrolled, advanced, sent })
+        Ok(tick)
     }
 
     /// Phase 1: events in the inbox (one batch) start, end, wake and convert runs.
@@ -226,7 +288,7 @@ impl Engine {
         loop {
             let advanced = self.advance_due(clock()).await?;
             total += advanced;
-            if (advanced as i64) < self.options.batch {
+            if (advanced as i64) < self.options.batch || self.is_stopping() {
                 return Ok(total);
             }
         }
@@ -237,7 +299,7 @@ impl Engine {
         loop {
             let sent = self.dispatch(clock()).await?;
             total += sent;
-            if (sent as i64) < self.options.batch {
+            if (sent as i64) < self.options.batch || self.is_stopping() {
                 return Ok(total);
             }
         }

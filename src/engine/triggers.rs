@@ -36,6 +36,10 @@ impl Engine {
         let journeys: Vec<Arc<Journey>> = self.registry.lock().await.current().cloned().collect();
         let mut enrolled = 0;
         for journey in journeys {
+            // A stopping worker fires nothing more: what it has not fired, the next does.
+            if self.is_stopping() {
+                break;
+            }
             enrolled += match &journey.trigger {
                 Trigger::Schedule { .. } => self.fire_schedule(&journey, now).await?,
                 Trigger::Date { .. } => self.scan_dates(&journey, now).await?,
@@ -86,7 +90,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Fires every firing of a schedule in (where it left off, now].
+    /// Fires a schedule's latest firing in (where it left off, now], once: missed firings
+    /// coalesce ([`crate::schedule::CronSchedule::due_firing`]). Where it left off is, at
+    /// start, its last recorded firing but no earlier than `engine.catch_up` ago.
     async fn fire_schedule(&self, journey: &Journey, now: DateTime<Utc>) -> Result<u64, EngineError> {
         let Trigger::Schedule { cron, timezone } = &journey.trigger else { return Ok(0) };
         let from = {
@@ -102,16 +108,12 @@ impl Engine {
                 }
             }
         };
-        let mut enrolled = 0;
-        let mut at = from;
-        while let Some(fire_at) = cron.next_after(at, *timezone) {
-            if fire_at > now {
-                break;
-            }
-            enrolled += self.fire(journey, fire_at, now).await?;
-            at = fire_at;
+        let Some(fire_at) = cron.due_firing(from, now, *timezone) else { return Ok(0) };
+        if let Some(missed) = cron.next_after(from, *timezone).filter(|first| *first < fire_at) {
+            tracing::info!(journey = %journey.id, first_missed = %missed, %fire_at, "missed firings coalesce into the latest");
         }
-        self.schedule_cursor.lock().await.insert(journey.id.clone(), at.max(from));
+        let enrolled = self.fire(journey, fire_at, now).await?;
+        self.schedule_cursor.lock().await.insert(journey.id.clone(), fire_at.max(from));
         Ok(enrolled)
     }
 

@@ -38,6 +38,13 @@ pub enum DeliveryOutcome {
         at: DateTime<Utc>,
         error: String,
     },
+    /// Not attempted after all, or held up by its provider rather than by anything of its
+    /// own (a paused provider, a stopping worker): back to `pending` for `at`, and the
+    /// attempt its claim counted is given back. `error` says why, if anything went wrong.
+    Deferred {
+        at: DateTime<Utc>,
+        error: Option<String>,
+    },
     /// Failed for good; `suppress` takes the address off the channel.
     Failed {
         error: String,
@@ -173,15 +180,19 @@ impl Store {
         let mut tx = self.begin_write().await?;
         // One `UPDATE … FROM (VALUES …)` per chunk, not one per delivery: a statement is a
         // round trip to SQLite's connection thread, and this runs while sends wait for it.
-        for chunk in chunks(outcomes, 8) {
+        for chunk in chunks(outcomes, 9) {
             let mut sql = tx.sql();
             sql.push(
-                "WITH v (id, status, sent_at, provider_message_id, subject, next_attempt_at, reason, last_error) \
-                 AS (VALUES ",
+                "WITH v (id, status, sent_at, provider_message_id, subject, next_attempt_at, reason, last_error, \
+                 charged) AS (VALUES ",
             );
             for (i, (d, outcome)) in chunk.iter().enumerate() {
+                let charged = !matches!(outcome, DeliveryOutcome::Deferred { .. });
                 let (status, sent_at, provider_message_id, subject, next_attempt_at, reason, last_error) = match outcome
                 {
+                    DeliveryOutcome::Deferred { at, error } => {
+                        ("pending", None, None, None, Some(*at), None, error.clone())
+                    }
                     DeliveryOutcome::Sent { provider_message_id, subject } => {
                         ("sent", Some(now), provider_message_id.clone(), subject.clone(), None, None, None)
                     }
@@ -204,6 +215,7 @@ impl Store {
                         Arg::Timestamp(next_attempt_at),
                         Arg::Text(reason),
                         Arg::Text(last_error),
+                        Arg::Int(Some(i64::from(charged))),
                     ],
                 );
             }
@@ -211,9 +223,13 @@ impl Store {
             // provider id and subject; a retry its next attempt and error; a failure its
             // reason and error.
             // `attempted_at` dates the attempt for the alert rates (`store::alerts`).
-            sql.push(") UPDATE deliveries SET attempted_at = ").bind(Arg::Timestamp(Some(now)));
+            // A deferral gives its claim's attempt back and is no attempt of its own.
+            sql.push(") UPDATE deliveries SET attempted_at = CASE WHEN v.charged = 1 THEN ")
+                .bind(Arg::Timestamp(Some(now)))
+                .push(" ELSE deliveries.attempted_at END");
             sql.push(
                 ", status = v.status, claimed_until = NULL, \
+                 attempts = deliveries.attempts - 1 + v.charged, \
                  sent_at = CASE WHEN v.status = 'sent' THEN v.sent_at ELSE deliveries.sent_at END, \
                  provider_message_id = CASE WHEN v.status = 'sent' THEN v.provider_message_id \
                      ELSE deliveries.provider_message_id END, \
@@ -221,7 +237,8 @@ impl Store {
                  next_attempt_at = CASE WHEN v.status = 'pending' THEN v.next_attempt_at \
                      ELSE deliveries.next_attempt_at END, \
                  reason = CASE WHEN v.status = 'failed' THEN v.reason ELSE deliveries.reason END, \
-                 last_error = CASE WHEN v.status = 'sent' THEN deliveries.last_error ELSE v.last_error END \
+                 last_error = CASE WHEN v.status = 'sent' OR v.last_error IS NULL THEN deliveries.last_error \
+                     ELSE v.last_error END \
                  FROM v WHERE deliveries.id = v.id AND deliveries.status = 'sending'",
             );
             tx.execute(sql).await?;

@@ -30,6 +30,7 @@ pub mod inbox;
 pub mod members;
 pub mod memory;
 pub mod products;
+pub mod provider_limits;
 pub mod report;
 pub mod runs;
 pub mod timeline;

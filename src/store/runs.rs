@@ -265,17 +265,44 @@ impl Store {
         token: &str,
     ) -> Result<Vec<ClaimedRun>, StoreError> {
         let mut tx = self.begin_write().await?;
+        // On PostgreSQL workers claim side by side, so two could each take a run of the
+        // same member and decide both at once (a frequency cap would hold for each, not
+        // for the member). So the claim first locks the members of the due runs (skipping
+        // members another claim holds), then, in a second statement that sees every claim
+        // committed before those locks were granted, takes only runs whose member has no
+        // run claimed elsewhere. On SQLite claims are serialised by the write lock, and
+        // the same check suffices.
+        let mut members: Option<Vec<String>> = None;
+        if tx.dialect() == Dialect::Postgres {
+            let mut sql = tx.sql();
+            sql.push("SELECT m.id FROM members m WHERE m.id IN (SELECT r.member_id FROM runs r WHERE r.status IN ('active', 'waiting') AND r.due_at <= ")
+                .bind(Arg::Timestamp(Some(now)))
+                .push(" AND (r.claimed_until IS NULL OR r.claimed_until <= ")
+                .bind(Arg::Timestamp(Some(now)))
+                .push(") ORDER BY r.due_at")
+                .limit(limit)
+                .push(") ORDER BY m.id FOR UPDATE SKIP LOCKED");
+            members = Some(tx.fetch(sql, |r| Ok(r.text("id")?.unwrap_or_default())).await?);
+        }
         let mut sql = tx.sql();
         sql.push("UPDATE runs SET claimed_until = ")
             .bind(Arg::Timestamp(Some(now + lease)))
             .push(", claimed_by = ")
             .bind(Arg::text(token))
-            .push(" WHERE id IN (SELECT id FROM runs WHERE status IN ('active', 'waiting') AND due_at <= ")
+            .push(" WHERE id IN (SELECT id FROM runs r WHERE status IN ('active', 'waiting') AND due_at <= ")
             .bind(Arg::Timestamp(Some(now)))
             .push(" AND (claimed_until IS NULL OR claimed_until <= ")
             .bind(Arg::Timestamp(Some(now)))
-            .push(") ORDER BY due_at")
-            .limit(limit);
+            .push(") AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.member_id = r.member_id AND o.id <> r.id AND o.claimed_until > ")
+            .bind(Arg::Timestamp(Some(now)))
+            .push(")");
+        if let Some(members) = members {
+            // Runs whose member row is gone are claimed as before (their decision ends them).
+            sql.push(" AND (")
+                .in_list("r.member_id", members)
+                .push(" OR NOT EXISTS (SELECT 1 FROM members gone WHERE gone.id = r.member_id))");
+        }
+        sql.push(" ORDER BY due_at").limit(limit);
         if tx.dialect() == Dialect::Postgres {
             sql.push(" FOR UPDATE SKIP LOCKED");
         }

@@ -152,10 +152,28 @@ async fn smtp_5xx_is_permanent_and_4xx_is_transient() {
     }
     let server = SmtpServer::start(Some("451 4.7.1 greylisted, try again later")).await;
     match smtp_channels(&server, &smtp_config()).send(&msg).await {
-        Err(SendError::Transient { reason, .. }) => assert!(reason.contains("greylisted"), "{reason}"),
+        Err(SendError::Transient { reason, scope, .. }) => {
+            assert!(reason.contains("greylisted"), "{reason}");
+            assert_eq!(scope, tidings::channels::Scope::Message, "a 4xx is this message's to retry");
+        }
         other => panic!("expected a transient failure, got {other:?}"),
     }
     assert!(server.mails().is_empty());
+    // 421: the server is closing the channel; no answer at all: it is gone. Both are the
+    // provider's, which the engine pauses.
+    let server = SmtpServer::start(Some("421 4.3.2 service shutting down")).await;
+    match smtp_channels(&server, &smtp_config()).send(&msg).await {
+        Err(SendError::Transient { scope, .. }) => assert_eq!(scope, tidings::channels::Scope::Provider),
+        other => panic!("expected a transient failure, got {other:?}"),
+    }
+    let server = SmtpServer::start(None).await;
+    server.set_down(true);
+    match smtp_channels(&server, &smtp_config()).send(&msg).await {
+        Err(SendError::Transient { scope, reason, .. }) => {
+            assert_eq!(scope, tidings::channels::Scope::Provider, "{reason}")
+        }
+        other => panic!("expected a transient failure, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -436,9 +454,10 @@ async fn push_answers_are_classified_and_unregistered_tokens_are_reported() {
 
     answer(fcm_error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED").insert_header("retry-after", "60")).await;
     match sender.send(&push_message()).await {
-        Err(SendError::Transient { retry_after, reason }) => {
+        Err(SendError::Transient { retry_after, reason, scope }) => {
             assert_eq!(retry_after, Some(Duration::from_secs(60)));
             assert!(reason.contains("QUOTA_EXCEEDED"), "{reason}");
+            assert_eq!(scope, tidings::channels::Scope::Provider, "a 429 pauses the provider, not the message");
         }
         other => panic!("429 must be transient, got {other:?}"),
     }

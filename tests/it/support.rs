@@ -47,8 +47,13 @@ pub async fn postgres_schema(test_name: &str) -> Option<(PgPool, String)> {
         eprintln!("skipping PostgreSQL: {POSTGRES_URL_VAR} is not set");
         return None;
     };
+    Some(postgres_schema_on(&url, test_name).await)
+}
+
+/// [`postgres_schema`] on the server at `url`.
+pub async fn postgres_schema_on(url: &str, test_name: &str) -> (PgPool, String) {
     let base =
-        PgConnectOptions::from_str(&url).unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is not a PostgreSQL URL: {e}"));
+        PgConnectOptions::from_str(url).unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is not a PostgreSQL URL: {e}"));
     let schema = schema_name(test_name);
 
     let mut admin = PgConnection::connect_with(&base)
@@ -72,7 +77,7 @@ pub async fn postgres_schema(test_name: &str) -> Option<(PgPool, String)> {
         .await
         .unwrap_or_else(|e| panic!("cannot migrate schema {schema}: {e}"));
     let separator = if url.contains('?') { '&' } else { '?' };
-    Some((pool, format!("{url}{separator}options[search_path]={schema}")))
+    (pool, format!("{url}{separator}options[search_path]={schema}"))
 }
 
 /// `t_<test name>_<unix seconds>_<random>`: unique, and old ones can be recognised.
@@ -256,13 +261,21 @@ pub async fn insert_members_postgres(pool: &PgPool, members: &[Member]) {
 /// `RCPT TO` with `rcpt_reply` (e.g. `"550 5.1.1 no such user"`) when one is given. It
 /// offers `PIPELINING` unless started [`SmtpServer::without_pipelining`], and counts the
 /// messages whose `RCPT TO` had arrived before it answered `MAIL FROM` (pipelined).
+///
+/// [`SmtpServer::set_down`] makes it drop every connection and refuse to talk (a server
+/// that went away) until it is set up again; `quits` counts the `QUIT`s it heard.
 pub struct SmtpServer {
     pub url: String,
     pub received: std::sync::Arc<std::sync::Mutex<Vec<ReceivedMail>>>,
     pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub pipelined: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub quits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// Which `RCPT TO` answer a recipient gets: `None` accepts it.
+pub type RcptReplies = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 #[derive(Debug, Clone)]
 pub struct ReceivedMail {
@@ -290,34 +303,56 @@ impl SmtpServer {
     /// A server that answers `RCPT TO` with `reply` only for the recipients `refuse` picks
     /// (a share of bad addresses), and accepts the others.
     pub async fn refusing(reply: &'static str, refuse: fn(&str) -> bool) -> SmtpServer {
-        SmtpServer::start_with(Some(reply), true, Some(refuse)).await
+        SmtpServer::answering(std::sync::Arc::new(move |to: &str| refuse(to).then(|| reply.to_string()))).await
+    }
+
+    /// A server that answers each `RCPT TO` as `replies` says (`None`: accepted).
+    pub async fn answering(replies: RcptReplies) -> SmtpServer {
+        SmtpServer::start_with(Some(replies), true).await
     }
 
     async fn start_offering(rcpt_reply: Option<&'static str>, pipelining: bool) -> SmtpServer {
-        SmtpServer::start_with(rcpt_reply, pipelining, None).await
+        let replies: Option<RcptReplies> =
+            rcpt_reply.map(|reply| std::sync::Arc::new(move |_: &str| Some(reply.to_string())) as RcptReplies);
+        SmtpServer::start_with(replies, pipelining).await
     }
 
-    async fn start_with(
-        rcpt_reply: Option<&'static str>,
-        pipelining: bool,
-        refuse: Option<fn(&str) -> bool>,
-    ) -> SmtpServer {
+    async fn start_with(replies: Option<RcptReplies>, pipelining: bool) -> SmtpServer {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the test SMTP server");
         let url = format!("smtp://{}", listener.local_addr().unwrap());
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let pipelined = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (store, count, ahead) = (received.clone(), connections.clone(), pipelined.clone());
+        let quits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (store, count, ahead, quit, gone) =
+            (received.clone(), connections.clone(), pipelined.clone(), quits.clone(), down.clone());
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
+                if gone.load(Ordering::SeqCst) {
+                    drop(socket);
+                    continue;
+                }
                 count.fetch_add(1, Ordering::SeqCst);
-                let session =
-                    Session { store: store.clone(), rcpt_reply, refuse, pipelining, pipelined: ahead.clone() };
+                let session = Session {
+                    store: store.clone(),
+                    replies: replies.clone(),
+                    pipelining,
+                    pipelined: ahead.clone(),
+                    quits: quit.clone(),
+                    down: gone.clone(),
+                };
                 tokio::spawn(smtp_session(socket, session));
             }
         });
-        SmtpServer { url, received, connections, pipelined, task }
+        SmtpServer { url, received, connections, pipelined, quits, down, task }
+    }
+
+    /// Takes the server away (`true`: every connection is dropped, new ones closed at
+    /// once) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn mails(&self) -> Vec<ReceivedMail> {
@@ -328,16 +363,16 @@ impl SmtpServer {
 /// How one connection of the test server behaves.
 struct Session {
     store: std::sync::Arc<std::sync::Mutex<Vec<ReceivedMail>>>,
-    rcpt_reply: Option<&'static str>,
-    /// Which recipients get `rcpt_reply` (all when `None`).
-    refuse: Option<fn(&str) -> bool>,
+    replies: Option<RcptReplies>,
     pipelining: bool,
     pipelined: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    quits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn smtp_session(socket: tokio::net::TcpStream, session: Session) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let Session { store, rcpt_reply, refuse, pipelining, pipelined } = session;
+    let Session { store, replies, pipelining, pipelined, quits, down } = session;
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
     let mut current = ReceivedMail { mail_from: String::new(), rcpt_to: Vec::new(), data: Vec::new() };
@@ -348,6 +383,9 @@ async fn smtp_session(socket: tokio::net::TcpStream, session: Session) {
     loop {
         line.clear();
         if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        if down.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
         let command = line.trim_end().to_string();
@@ -365,7 +403,7 @@ async fn smtp_session(socket: tokio::net::TcpStream, session: Session) {
             ahead = !lines.buffer().is_empty();
             "250 OK\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
-            match rcpt_reply.filter(|_| refuse.is_none_or(|refuse| refuse(&command[8..]))) {
+            match replies.as_ref().and_then(|replies| replies(&command[8..])) {
                 Some(reply) => format!("{reply}\r\n"),
                 None => {
                     current.rcpt_to.push(command[8..].to_string());
@@ -393,6 +431,7 @@ async fn smtp_session(socket: tokio::net::TcpStream, session: Session) {
             }
             "250 2.0.0 queued\r\n".into()
         } else if upper == "QUIT" {
+            quits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = write.write_all(b"221 bye\r\n").await;
             return;
         } else {
