@@ -97,10 +97,21 @@ impl Health {
         self.failures == 0 && !self.probing && self.paused_until.is_none()
     }
 
+    /// Whether an answer would change anything (failures to forget, a breaker to close).
+    pub fn heeds_answers(&self) -> bool {
+        self.failures > 0 || self.probing
+    }
+
     /// The health after `event` at `now`.
     pub fn after(&self, event: &Event, now: DateTime<Utc>, policy: &Policy) -> Health {
         match event {
-            Event::Answered => Health::default(),
+            // An answer closes the breaker; a `Retry-After` pause holds until its end
+            // (answers to sends already in flight when it came do not lift it).
+            Event::Answered if self.probing => Health::default(),
+            Event::Answered => match self.paused_until.filter(|until| *until > now) {
+                Some(until) => Health { paused_until: Some(until), reason: self.reason.clone(), ..Health::default() },
+                None => Health::default(),
+            },
             Event::Failed { reason, retry_after: Some(wait) } => {
                 let until = now + Duration::from_std(*wait).unwrap_or(Duration::MAX);
                 Health {
@@ -243,6 +254,8 @@ mod tests {
         let health = Health::default().after(&throttled, t(0), &policy);
         assert_eq!(health.gate(t(6)), Gate::Paused(t(7)));
         assert_eq!(health.gate(t(7)), Gate::Open);
+        // Answers to sends already in flight do not lift it.
+        assert_eq!(health.after(&Event::Answered, t(1), &policy).gate(t(2)), Gate::Paused(t(7)));
         // A shorter Retry-After later never shortens the pause.
         let shorter = Event::Failed { reason: "429".into(), retry_after: Some(std::time::Duration::from_secs(1)) };
         assert_eq!(health.after(&shorter, t(1), &policy).paused_until, Some(t(7)));

@@ -266,6 +266,17 @@ impl Channels {
         Channels { email, sms, push, webhook }
     }
 
+    /// These channels with `sender` on `channel` (tests, and callers that build their own).
+    pub fn with(mut self, channel: Channel, sender: Arc<dyn Sender>) -> Channels {
+        match channel {
+            Channel::Email => self.email = sender,
+            Channel::Sms => self.sms = sender,
+            Channel::Push => self.push = sender,
+            Channel::Webhook => self.webhook = sender,
+        }
+        self
+    }
+
     pub fn sender(&self, channel: Channel) -> &dyn Sender {
         match channel {
             Channel::Email => self.email.as_ref(),

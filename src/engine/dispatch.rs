@@ -181,6 +181,18 @@ impl Engine {
                                         Err(SendError::Transient { reason, scope: Scope::Provider, .. }),
                                         Gate::Paused(until),
                                     ) => DeliveryOutcome::Deferred { at: until, error: Some(reason.clone()) },
+                                    // The provider's trouble, before its breaker opened: the
+                                    // attempt counts, but the retry comes within the breaker's
+                                    // longest pause, not on this delivery's own backoff.
+                                    (Err(SendError::Transient { scope: Scope::Provider, .. }), _) => {
+                                        match self.outcome(&d, &out, result, at, &mut unregistered) {
+                                            DeliveryOutcome::Retry { at: later, error } => DeliveryOutcome::Retry {
+                                                at: later.min(at + self.limits.policy.max_pause),
+                                                error,
+                                            },
+                                            other => other,
+                                        }
+                                    }
                                     _ => self.outcome(&d, &out, result, at, &mut unregistered),
                                 };
                                 if matches!(outcome, DeliveryOutcome::Sent { .. }) {

@@ -123,7 +123,7 @@ impl ProviderLimits {
     ) -> Result<(), StoreError> {
         for (channel, events) in events {
             let failed = events.iter().any(|e| matches!(e, Event::Failed { .. }));
-            if !failed && self.health(channel).is_clear() {
+            if !failed && !self.health(channel).heeds_answers() {
                 continue;
             }
             let policy = self.policy;
@@ -132,7 +132,7 @@ impl ProviderLimits {
             if health.probing && !self.health(channel).probing {
                 tracing::warn!(provider = %channel, reason = ?health.reason, until = ?health.paused_until,
                     "provider paused: its breaker opened; one message will probe it");
-            } else if health.is_clear() && !self.health(channel).is_clear() {
+            } else if !health.probing && self.health(channel).probing {
                 tracing::info!(provider = %channel, "provider answers again: its breaker closed");
             }
             self.set_health(channel, health);

@@ -279,6 +279,8 @@ impl Store {
                 .bind(Arg::Timestamp(Some(now)))
                 .push(" AND (r.claimed_until IS NULL OR r.claimed_until <= ")
                 .bind(Arg::Timestamp(Some(now)))
+                .push(") AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.member_id = r.member_id AND o.id <> r.id AND o.claimed_until > ")
+                .bind(Arg::Timestamp(Some(now)))
                 .push(") ORDER BY r.due_at")
                 .limit(limit)
                 .push(") ORDER BY m.id FOR UPDATE SKIP LOCKED");

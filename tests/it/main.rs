@@ -12,6 +12,7 @@ mod http_links;
 mod http_webhooks;
 mod import;
 mod journeys;
+mod limits;
 mod links;
 mod preview;
 mod recommend;

@@ -36,6 +36,11 @@ pub fn write(path: &Path, text: &str) {
 }
 
 pub async fn load_engine(dir: &Path, store: Store, now: DateTime<Utc>) -> Engine {
+    load_engine_with(dir, store, now, Channels::outbox(dir.join("outbox"))).await
+}
+
+/// [`load_engine`] sending through `channels`.
+pub async fn load_engine_with(dir: &Path, store: Store, now: DateTime<Utc>, channels: Channels) -> Engine {
     let config = Config::load(&dir.join("tidings.toml"), false, |_| None).unwrap();
     let sources = Sources::standard(&config.workflows_dir, &config.templates_dir).unwrap();
     let project = Project::load(&sources, config.timezone());
@@ -45,7 +50,7 @@ pub async fn load_engine(dir: &Path, store: Store, now: DateTime<Utc>) -> Engine
     let links = LinkSigner::new(&config.public_url, LINK_SECRET).unwrap();
     let options = engine::Options::from_config(&config, links);
     let policies = engine::policies(&config).unwrap();
-    Engine::new(store, registry, policies, config.state_settings(), Channels::outbox(dir.join("outbox")), options)
+    Engine::new(store, registry, policies, config.state_settings(), channels, options)
 }
 
 impl Shop {
