@@ -176,10 +176,12 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// A bucket for `rate` messages per second whose burst is a tenth of a second's worth
-    /// (at least one): over any second, no more than `rate` + 10 % go out.
+    /// A bucket for `rate` messages per second whose burst is a twentieth of a second's
+    /// worth (at least one): over any second no more than `rate` + 5 % are taken, which
+    /// leaves the other 5 % of "the rate + 10 %" to the network's jitter between a take and
+    /// the request's arrival (measured at the provider: F5 of the fault suite).
     pub fn for_rate(rate: u32) -> Bucket {
-        Bucket { rate, burst: (rate / 10).max(1) }
+        Bucket { rate, burst: (rate / 20).max(1) }
     }
 
     /// The capacity in thousandths.
@@ -264,15 +266,15 @@ mod tests {
     #[test]
     fn the_bucket_refills_at_its_rate_and_never_holds_more_than_its_burst() {
         let bucket = Bucket::for_rate(100);
-        assert_eq!(bucket.burst, 10);
-        // Full: ten at once, then nothing until it refills.
+        assert_eq!(bucket.burst, 5);
+        // Full: five at once, then nothing until it refills.
         let (granted, tokens, at) = bucket.take(bucket.capacity(), 0, 0, 50);
-        assert_eq!((granted, tokens, at), (10, 0, 0));
+        assert_eq!((granted, tokens, at), (5, 0, 0));
         assert_eq!(bucket.take(tokens, at, 5, 50).0, 0);
-        // 50 ms later, five.
-        assert_eq!(bucket.take(tokens, at, 50, 50), (5, 0, 50));
+        // 30 ms later, three.
+        assert_eq!(bucket.take(tokens, at, 30, 50), (3, 0, 30));
         // An hour idle still holds only the burst.
-        assert_eq!(bucket.take(0, 0, 3_600_000, 50).0, 10);
+        assert_eq!(bucket.take(0, 0, 3_600_000, 50).0, 5);
         // Over ten seconds of steady asking, at most rate × 10 + burst.
         let (mut tokens, mut at, mut total) = (bucket.capacity(), 0, 0);
         for now in (0..10_000).step_by(7) {
@@ -281,7 +283,7 @@ mod tests {
             tokens = left;
             at = refilled;
         }
-        assert!((990..=1_010).contains(&total), "{total}");
+        assert!((990..=1_005).contains(&total), "{total}");
         // A clock that reads earlier than the last refill adds nothing.
         assert_eq!(bucket.take(0, 1_000, 500, 5), (0, 0, 1_000));
     }

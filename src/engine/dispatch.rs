@@ -138,6 +138,18 @@ impl Engine {
                             let started = std::time::Instant::now();
                             let result = channels.send(&out).await;
                             crate::telemetry::record_send_result(out.channel, &result, started.elapsed());
+                            // A provider's failure is told to every worker at once (a
+                            // `Retry-After` holds for all from now, not from when this
+                            // group's outcomes are written); answers wait for the group.
+                            let event = provider_event(&result);
+                            if matches!(event, breaker::Event::Failed { .. }) {
+                                let at = live_now();
+                                self.limits.note(out.channel, &event, at);
+                                let failed = HashMap::from([(out.channel, vec![event])]);
+                                if let Err(error) = self.limits.observe(&self.store, failed, at).await {
+                                    tracing::warn!(%error, provider = %out.channel, "could not record a provider failure");
+                                }
+                            }
                             Finished::Sent(d, Box::new(out), result, shown)
                         }
                         Err(outcome) => Finished::Unsent(d, outcome),
@@ -160,12 +172,15 @@ impl Engine {
             let mut done = Vec::with_capacity(2 * group);
             while finished.recv_many(&mut done, 2 * group).await > 0 {
                 let (finished_now, slots): (Vec<Finished>, Vec<_>) = done.drain(..).unzip();
-                // What the sends said about their providers first: a failure that pauses
-                // its provider makes its delivery wait for the pause, uncharged.
+                // The answers first (failures were recorded as they came): an answer
+                // closes an open breaker. Then a failure that paused its provider makes its
+                // delivery wait for the pause, uncharged.
                 let mut events: HashMap<Channel, Vec<breaker::Event>> = HashMap::new();
                 for f in &finished_now {
-                    if let Finished::Sent(_, out, result, _) = f {
-                        events.entry(out.channel).or_default().push(provider_event(result));
+                    if let Finished::Sent(_, out, result, _) = f
+                        && provider_event(result) == breaker::Event::Answered
+                    {
+                        events.entry(out.channel).or_default().push(breaker::Event::Answered);
                     }
                 }
                 let at = live_now();

@@ -3,7 +3,7 @@
 //!
 //! - **one rate for all workers**: before a send to a rate-limited provider, a token comes
 //!   from this process's few local tokens, else from the shared bucket (one statement per
-//!   take of up to a tenth of a second's worth); tokens not used within that tenth are
+//!   take of up to a twentieth of a second's worth); tokens not used within that time are
 //!   dropped, so no worker spends an old second's tokens;
 //! - **a provider's health** is read once per batch (and comes back with every take), so a
 //!   pause set by any worker holds for all; what a batch's sends say about their provider
@@ -18,8 +18,8 @@ use crate::breaker::{Bucket, Event, Gate, Health, Policy};
 use crate::channel::Channel;
 use crate::store::{Store, StoreError};
 
-/// Local tokens older than this are dropped (the bucket's burst is a tenth of a second).
-const LOCAL_TOKENS_KEEP: std::time::Duration = std::time::Duration::from_millis(100);
+/// Local tokens older than this are dropped (the bucket's burst is a twentieth of a second).
+const LOCAL_TOKENS_KEEP: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub struct ProviderLimits {
     buckets: HashMap<Channel, Bucket>,
@@ -109,6 +109,16 @@ impl ProviderLimits {
                 return Ok(gate);
             }
             tokio::time::sleep(bucket.wait()).await;
+        }
+    }
+
+    /// What one send just said about its provider, noted in this process at once (the
+    /// record half writes it to the store a group later): this worker's next sends see a
+    /// `Retry-After` pause or an open breaker without waiting for that write.
+    pub fn note(&self, channel: Channel, event: &Event, now: DateTime<Utc>) {
+        if matches!(event, Event::Failed { .. }) {
+            let health = self.health(channel).after(event, now, &self.policy);
+            self.set_health(channel, health);
         }
     }
 

@@ -65,7 +65,7 @@ impl Fleet {
         Fleet::with(test, "", &[("signup", SIGNUP), ("hourly", HOURLY)], SmtpServer::start(None).await).await
     }
 
-    /// A fleet with `config` appended to the base `tidings.toml`, these journeys (id,
+    /// A fleet with `config` in the base `tidings.toml`, these journeys (id,
     /// YAML), the `t/hello` email template, and this SMTP server.
     pub async fn with(test: &str, config: &str, journeys: &[(&str, &str)], smtp: SmtpServer) -> Option<Fleet> {
         let (pool, url) = postgres_schema(test).await?;
@@ -75,10 +75,11 @@ impl Fleet {
     /// [`Fleet::with`] on a schema already made (another server's, say).
     pub fn on(pool: PgPool, url: String, config: &str, journeys: &[(&str, &str)], smtp: SmtpServer) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
-        let base = format!(
-            "default_timezone = \"Asia/Shanghai\"\n[engine]\nlease = \"3s\"\nbatch = 500\nsend_concurrency = {SEND_CONCURRENCY}\n"
+        // `config` goes between the top-level keys and `[engine]`, so it may hold both.
+        let toml = format!(
+            "default_timezone = \"Asia/Shanghai\"\n{config}\n[engine]\nlease = \"3s\"\nbatch = 500\nsend_concurrency = {SEND_CONCURRENCY}\n"
         );
-        write(&dir.path().join("tidings.toml"), &format!("{base}{config}"));
+        write(&dir.path().join("tidings.toml"), &toml);
         for (id, yaml) in journeys {
             write(&dir.path().join(format!("workflows/{id}.yaml")), yaml);
         }
