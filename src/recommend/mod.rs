@@ -110,7 +110,8 @@ impl Bestsellers {
             .bestsellers
             .iter()
             .map(|(scope, ids)| {
-                let reason = if scope.is_empty() { "a bestseller".to_string() } else { format!("a bestseller in {scope}") };
+                let reason =
+                    if scope.is_empty() { "a bestseller".to_string() } else { format!("a bestseller in {scope}") };
                 let picks = ids
                     .iter()
                     .filter_map(|id| model.products.get(id))
@@ -152,7 +153,8 @@ impl Shelf {
     /// bestsellers the member may see, each product once.
     pub fn recommend(&self, n: usize, category: Option<&str>) -> Vec<&Pick> {
         let in_category = |p: &&Pick| category.is_none_or(|c| p.product.category.as_deref() == Some(c));
-        let fallback = self.bestsellers.scope(category.unwrap_or("")).iter().filter(|p| !self.hidden.contains(&p.product.id));
+        let fallback =
+            self.bestsellers.scope(category.unwrap_or("")).iter().filter(|p| !self.hidden.contains(&p.product.id));
         let mut seen = HashSet::new();
         self.picks
             .iter()
@@ -296,7 +298,13 @@ mod tests {
             .collect()
     }
 
-    fn shelf_of(model: &Model, bought: &[Bought], shown: &HashSet<String>, settings: &Settings, now: DateTime<Utc>) -> Shelf {
+    fn shelf_of(
+        model: &Model,
+        bought: &[Bought],
+        shown: &HashSet<String>,
+        settings: &Settings,
+        now: DateTime<Utc>,
+    ) -> Shelf {
         shelf(model, &Arc::new(Bestsellers::of(model)), bought, shown, settings, now)
     }
 
