@@ -8,13 +8,13 @@
 # The server runs the repository's tidings.toml and example journeys, so its engine takes
 # the events from the inbox while they arrive, as in production.
 #
-#   bash benches/ingest.sh            # env: CONNECTIONS (64), SECONDS (10), THREADS (2),
+#   bash benches/ingest.sh            # env: CONNECTIONS (64), DURATION (10, seconds), THREADS (2),
 #                                     # TIDINGS_BENCH_POSTGRES_URL (else the test URL; skip PG when unset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 CONNECTIONS=${CONNECTIONS:-64}
-SECONDS_=${SECONDS:-10}
+DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
 PG=${TIDINGS_BENCH_POSTGRES_URL:-${TIDINGS_TEST_POSTGRES_URL:-}}
 SQLX_OFFLINE=true cargo build --release --locked --bin tidings >/dev/null
@@ -34,15 +34,15 @@ serve() { # $1 = database URL
 
 measure() { # $1 = label
   local ceiling events rss
-  ceiling=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_}s" --latency "http://127.0.0.1:$port/healthz" \
+  ceiling=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$port/healthz" \
     | awk '/Requests\/sec/ {print $2}')
-  events=$(RUN="$1-$(date +%s)" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECONDS_}s" -s benches/ingest/events.lua \
+  events=$(RUN="$1-$(date +%s)" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s benches/ingest/events.lua \
     "http://127.0.0.1:$port" | grep '^RESULT')
   rss=$(awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$server/status")
   echo "$1 | healthz ${ceiling}/s | events: ${events#RESULT } | serve peak RSS $rss | load $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-echo "tidings serve, $CONNECTIONS connections, $THREADS wrk threads, ${SECONDS_} s each ($(date -u +%F))"
+echo "tidings serve, $CONNECTIONS connections, $THREADS wrk threads, ${DURATION} s each ($(date -u +%F))"
 serve "sqlite://$work/ingest.db"
 measure sqlite
 kill "$server"; wait "$server" 2>/dev/null || true
