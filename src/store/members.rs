@@ -10,7 +10,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use super::copy::CopyText;
 use super::{Arg, ReadRow, Sql, Store, StoreError, Tx, chunks};
 use crate::member::{Birthday, Event, Member};
 use crate::state::{self, AsOf, Group, Patch, Settings};
@@ -386,63 +385,6 @@ fn member_args(s: Settled, now: DateTime<Utc>) -> [Arg; 31] {
     ]
 }
 
-/// Writes of at least this many members go through COPY on PostgreSQL ([`write_by_copy`]);
-/// smaller ones (an event's re-fold, a row retried alone) through a bound `INSERT`.
-const COPY_FROM: usize = 256;
-
-/// [`write`] on PostgreSQL for a large batch: the members and their tags are copied into
-/// temporary tables (`COPY … FROM STDIN`, [`super::copy`]), then upserted by one statement
-/// each. The temporary tables are dropped when the transaction ends.
-async fn write_by_copy(
-    tx: &mut Tx,
-    settled: impl Iterator<Item = Settled>,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let columns: Vec<&str> = WRITE_COLUMNS.iter().map(|(c, _)| *c).collect();
-    let columns = columns.join(", ");
-    let mut rows = CopyText::with_capacity(settled.size_hint().0 * 320);
-    let mut tags = CopyText::default();
-    let mut stale_tags: Vec<String> = Vec::new();
-    for s in settled {
-        if s.old_tags.as_deref().unwrap_or(&[]) != s.member.tags.as_slice() {
-            if s.old_tags.is_some() {
-                stale_tags.push(s.member.id.clone());
-            }
-            for tag in &s.member.tags {
-                tags.value(&Arg::Text(Some(s.member.id.clone())));
-                tags.value(&Arg::Text(Some(tag.clone())));
-                tags.end_row();
-            }
-        }
-        for arg in member_args(s, now) {
-            rows.value(&arg);
-        }
-        rows.end_row();
-    }
-    tx.copy_table("members_copy", &format!("SELECT {columns} FROM members")).await?;
-    tx.copy_in("pg_temp.members_copy", &columns, rows).await?;
-    let mut sql = tx.sql();
-    let updates: Vec<String> = WRITE_COLUMNS[1..].iter().map(|(c, _)| format!("{c} = excluded.{c}")).collect();
-    sql.push(&format!(
-        "INSERT INTO members ({columns}) SELECT {columns} FROM pg_temp.members_copy ON CONFLICT (id) DO UPDATE SET {}",
-        updates.join(", ")
-    ));
-    tx.execute(sql).await?;
-    if !stale_tags.is_empty() {
-        let mut sql = tx.sql();
-        sql.push("DELETE FROM member_tags WHERE ").in_list("member_id", stale_tags);
-        tx.execute(sql).await?;
-    }
-    if tags.rows() > 0 {
-        tx.copy_table("member_tags_copy", "SELECT member_id, tag FROM member_tags").await?;
-        tx.copy_in("pg_temp.member_tags_copy", "member_id, tag", tags).await?;
-        let mut sql = tx.sql();
-        sql.push("INSERT INTO member_tags (member_id, tag) SELECT member_id, tag FROM pg_temp.member_tags_copy ON CONFLICT DO NOTHING");
-        tx.execute(sql).await?;
-    }
-    Ok(())
-}
-
 /// The text of a member upsert of `rows` rows.
 fn upsert_text(dialect: crate::condition::Dialect, rows: usize) -> String {
     let columns: Vec<&str> = WRITE_COLUMNS.iter().map(|(c, _)| *c).collect();
@@ -473,9 +415,6 @@ pub(crate) async fn write(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let dialect = tx.dialect();
-    if dialect == crate::condition::Dialect::Postgres && settled.size_hint().0 >= COPY_FROM {
-        return write_by_copy(tx, settled, now).await;
-    }
     let full = chunks(&[(); 100_000], WRITE_COLUMNS.len()).next().map_or(1, <[()]>::len);
     let first = full.min(64);
     // The text of a full statement is long (~30,000 placeholders): written once, and only

@@ -22,7 +22,6 @@
 pub mod alerts;
 pub mod bulk;
 pub mod codec;
-pub(crate) mod copy;
 pub mod deliveries;
 pub mod derived;
 pub mod events;
