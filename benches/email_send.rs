@@ -15,8 +15,6 @@
 #[path = "support/smtp_sink.rs"]
 mod smtp_sink;
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -130,18 +128,6 @@ fn channel(port: u16, connections: usize, nodelay: bool) -> Arc<EmailSender> {
     Arc::new(EmailSender::new(&format!("smtp://127.0.0.1:{port}"), composer(), settings).unwrap())
 }
 
-fn smtp_source(tools: &Path, port: u16, n: usize, concurrency: usize, size: usize) -> f64 {
-    let start = Instant::now();
-    let status = Command::new(tools.join("smtp-source"))
-        .args(["-d", "-s", &concurrency.to_string(), "-m", &n.to_string(), "-l", &size.to_string()])
-        .args(["-f", "hello@teahouse.example", "-t", "member@example.com", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run smtp-source");
-    assert!(status.success(), "smtp-source failed");
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
 fn main() {
     let n = env_number("MESSAGES", 20_000);
     let slow = env_number("SLOW_MESSAGES", 1_000).min(n);
@@ -174,7 +160,7 @@ fn main() {
         let _sink = smtp_sink::start(&tools, port);
         println!("\nconcurrency {concurrency} (connections = sessions = tasks), smtp-sink on 127.0.0.1:{port}");
 
-        let source = smtp_source(&tools, port, n, concurrency, size);
+        let source = smtp_sink::smtp_source(&tools, port, n, concurrency, size);
         println!("  {:<44} {:>9.0} msg/s", "smtp-source -d (Postfix's client)", source);
 
         let lettre_rate = runtime.block_on(async {

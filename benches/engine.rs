@@ -1,17 +1,25 @@
 //! The engine at scale, on SQLite (the embedded default), sending email into `smtp-sink`:
 //!
+//! SQLite (a file) by default; `TIDINGS_BENCH_POSTGRES_URL=postgres://…/db` runs it on a fresh
+//! PostgreSQL database `tidings_bench_engine` on that server instead.
+//!
 //! 1. **enroll**: after the day's refresh of derived state (timed apart), a schedule
 //!    trigger whose audience (`lifecycle == "dormant" and email_consent`) matches 100,000 of
 //!    1,000,000 members fires (target ≤ 3 s);
 //! 2. **advance**: the enrolled runs are decided (target ≥ 20,000 runs/s);
 //! 3. **send**: their deliveries are rendered (signed links, open pixel) and sent over SMTP
 //!    into Postfix's `smtp-sink` (`TIDINGS_BENCH_CHANNEL=outbox`: written to `outbox/`);
+//!    the **ceiling** in the same run: `smtp-source` sends as many ~2 KB messages over as
+//!    many sessions into the same sink;
 //!    then **ticked**: the same offer from a second journey an hour later, enrolled and then
 //!    decided and sent in one `Engine::tick`, as `serve` runs it;
 //! 4. **rss**: 1,000,000 runs waiting (plus the ones above) and a real `tidings worker`
 //!    process on the database (the runs wait until 2099, so it idles as a real worker does
 //!    between firings): its peak resident memory (`VmHWM`) after 15 s of ticks, and how
-//!    much of it is anonymous memory vs mapped files (target ≤ 200 MiB).
+//!    much of it is anonymous memory vs mapped files (target ≤ 200 MiB);
+//! 5. **firing rss**: then `tidings serve` with a minutely schedule for every member added:
+//!    its peak memory while it enrolls the whole base and advances the runs
+//!    (`TIDINGS_BENCH_FIRING_SECONDS`, default 45).
 //!
 //! ```sh
 //! cargo bench --bench engine                              # 1,000,000 members
@@ -70,39 +78,90 @@ fn write(path: &Path, text: &str) {
 /// new, and two fifths active, stored with the lifecycle the rules give them then; nine in ten
 /// consent to email (so the dormant who consent are one in ten: `i % 10 == 5`).
 async fn seed_members(store: &Store, n: u64) {
-    let Store::Sqlite(pool) = store else { unreachable!("the bench runs on SQLite") };
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1)
-         INSERT INTO members (id, email, first_name, timezone, tier, email_consent, order_count, total_spend,
-                              last_order_at, joined_at, lifecycle)
-         SELECT printf('m%07d', i), printf('m%d@example.com', i), 'Member', 'Asia/Shanghai',
+    // The same rows on both engines: SQLite counts with a recursive CTE, PostgreSQL with
+    // generate_series.
+    const COLUMNS: &str = "INSERT INTO members (id, email, first_name, timezone, tier, email_consent, \
+        order_count, total_spend, last_order_at, joined_at, lifecycle) ";
+    const VALUES: &str = "'Member', 'Asia/Shanghai',
                 CASE i % 3 WHEN 0 THEN 'silver' WHEN 1 THEN 'gold' ELSE 'diamond' END,
-                i % 10 <> 0, CASE i % 5 WHEN 2 THEN 1 ELSE 1 + i % 7 END, 10000 + i % 50000,
-                CASE i % 5 WHEN 0 THEN '2026-02-01T00:00:00.000000Z' WHEN 1 THEN '2025-10-01T00:00:00.000000Z'
-                           WHEN 2 THEN '2026-05-21T00:00:00.000000Z' ELSE '2026-05-01T00:00:00.000000Z' END,
-                CASE i % 5 WHEN 2 THEN '2026-05-20T00:00:00.000000Z' ELSE '2024-01-01T00:00:00.000000Z' END,
-                CASE i % 5 WHEN 0 THEN 'dormant' WHEN 1 THEN 'churned' WHEN 2 THEN 'new' ELSE 'active' END
-         FROM n",
-    )
-    .bind(n as i64)
-    .execute(pool)
-    .await
-    .unwrap();
+                i % 10 <> 0, CASE i % 5 WHEN 2 THEN 1 ELSE 1 + i % 7 END, 10000 + i % 50000, {last_order}, {joined},
+                CASE i % 5 WHEN 0 THEN 'dormant' WHEN 1 THEN 'churned' WHEN 2 THEN 'new' ELSE 'active' END";
+    let last_order = "CASE i % 5 WHEN 0 THEN '2026-02-01T00:00:00.000000Z' WHEN 1 THEN '2025-10-01T00:00:00.000000Z'
+                           WHEN 2 THEN '2026-05-21T00:00:00.000000Z' ELSE '2026-05-01T00:00:00.000000Z' END";
+    let joined = "CASE i % 5 WHEN 2 THEN '2026-05-20T00:00:00.000000Z' ELSE '2024-01-01T00:00:00.000000Z' END";
+    match store {
+        Store::Sqlite(pool) => {
+            let values = VALUES.replace("{last_order}", last_order).replace("{joined}", joined);
+            let sql = format!(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {n}) {COLUMNS}
+                 SELECT printf('m%07d', i), printf('m%d@example.com', i), {values} FROM n"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
+        }
+        Store::Postgres(pool) => {
+            let values = VALUES
+                .replace("{last_order}", &format!("({last_order})::timestamptz"))
+                .replace("{joined}", &format!("({joined})::timestamptz"));
+            let sql = format!(
+                "{COLUMNS} SELECT 'm' || lpad(i::text, 7, '0'), 'm' || i || '@example.com', {values}
+                 FROM generate_series(0, {n} - 1) AS i"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
+            sqlx::query("ANALYZE members").execute(pool).await.unwrap();
+        }
+        Store::Memory(_) => unreachable!("the bench runs on SQLite or PostgreSQL"),
+    }
 }
 
 /// One run per member waiting 30 days in another journey (the memory a waiting member costs).
 async fn seed_waiting_runs(store: &Store, version: &str) {
-    let Store::Sqlite(pool) = store else { unreachable!() };
-    sqlx::query(
-        "INSERT INTO runs (member_id, journey_id, journey_version, step, status, entered_at, due_at, trigger_key)
-         SELECT id, 'comeback', ?1, 'offer', 'waiting', '2026-06-01T00:00:00.000000Z',
-                '2099-01-01T00:00:00.000000Z', 'bench-waiting'
-         FROM members",
-    )
-    .bind(version)
-    .execute(pool)
-    .await
+    let (entered, due) = ("'2026-06-01T00:00:00.000000Z'", "'2099-01-01T00:00:00.000000Z'");
+    let sql = |cast: &str| {
+        format!(
+            "INSERT INTO runs (member_id, journey_id, journey_version, step, status, entered_at, due_at, trigger_key)
+             SELECT id, 'comeback', '{version}', 'offer', 'waiting', {entered}{cast}, {due}{cast}, 'bench-waiting'
+             FROM members"
+        )
+    };
+    match store {
+        Store::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(sql(""))).execute(pool).await.map(drop),
+        Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(sql("::timestamptz"))).execute(pool).await.map(drop),
+        Store::Memory(_) => unreachable!(),
+    }
     .unwrap();
+}
+
+/// The database of the run: a SQLite file in `dir`, or a fresh PostgreSQL database beside
+/// `TIDINGS_BENCH_POSTGRES_URL`'s (dropped first if a killed run left it).
+async fn database(dir: &Path) -> String {
+    let Ok(base) = std::env::var("TIDINGS_BENCH_POSTGRES_URL") else {
+        return format!("sqlite://{}", dir.join("bench.db").display());
+    };
+    use sqlx::Connection as _;
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to TIDINGS_BENCH_POSTGRES_URL");
+    for statement in ["DROP DATABASE IF EXISTS tidings_bench_engine", "CREATE DATABASE tidings_bench_engine"] {
+        sqlx::query(statement).execute(&mut admin).await.unwrap();
+    }
+    let (server, _) = base.rsplit_once('/').expect("a URL naming a database");
+    format!("{server}/tidings_bench_engine")
+}
+
+async fn count_by_status(store: &Store) -> Vec<(String, i64)> {
+    let sql = "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status";
+    match store {
+        Store::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
+        Store::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
+        Store::Memory(_) => unreachable!(),
+    }
+}
+
+async fn journey_version(store: &Store) -> String {
+    let sql = "SELECT version FROM journey_versions WHERE journey_id = 'comeback' LIMIT 1";
+    match store {
+        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        Store::Memory(_) => unreachable!(),
+    }
 }
 
 /// `smtp_url`: send email over SMTP there; none: to the outbox folder.
@@ -140,20 +199,21 @@ fn memory_mib(pid: u32, field: &str) -> f64 {
 async fn main() {
     let members: u64 = std::env::var("TIDINGS_BENCH_MEMBERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("bench.db");
+    let database_url = database(dir.path()).await;
+    let connections: usize =
+        std::env::var("TIDINGS_BENCH_SMTP_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
     write(
         &dir.path().join("tidings.toml"),
         &format!(
-            "database_url = \"sqlite://{}\"\n[engine]\ncatch_up = \"1h\"\n[channels.email]\nconnections = {}\n",
-            db.display(),
-            std::env::var("TIDINGS_BENCH_SMTP_CONNECTIONS").unwrap_or_else(|_| "8".into())
+            "database_url = \"{database_url}\"\n[engine]\ncatch_up = \"1h\"\n[channels.email]\nconnections = {connections}\n"
         ),
     );
     write(&dir.path().join("workflows/comeback.yaml"), &journey("comeback", 10));
     // The same offer an hour later, for the end-to-end run through `Engine::tick`.
     write(&dir.path().join("workflows/comeback_tick.yaml"), &journey("comeback_tick", 11));
     write(&dir.path().join("templates/comeback/offer.email.hbs"), TEMPLATE);
-    let store = Store::open(&format!("sqlite://{}", db.display())).await.unwrap();
+    let store = Store::open(&database_url).await.unwrap();
+    println!("database   {}", if database_url.starts_with("sqlite") { "SQLite (a file)" } else { "PostgreSQL" });
 
     let started = Instant::now();
     seed_members(&store, members).await;
@@ -162,11 +222,11 @@ async fn main() {
     // 10:00 Shanghai on 1 June 2026 is 02:00Z; start just after it.
     let now: DateTime<Utc> = "2026-06-01T02:00:05Z".parse().unwrap();
     let outbox = std::env::var("TIDINGS_BENCH_CHANNEL").is_ok_and(|c| c == "outbox");
-    let (_sink, smtp_url) = if outbox {
+    let (sink, smtp_url) = if outbox {
         (None, None)
     } else {
-        let port = smtp_sink::free_port();
-        (Some(smtp_sink::start(&smtp_sink::tools(), port)), Some(format!("smtp://127.0.0.1:{port}")))
+        let (tools, port) = (smtp_sink::tools(), smtp_sink::free_port());
+        (Some((smtp_sink::start(&tools, port), tools, port)), Some(format!("smtp://127.0.0.1:{port}")))
     };
     let engine = engine(dir.path(), store.clone(), now, smtp_url.as_deref()).await;
 
@@ -192,16 +252,19 @@ async fn main() {
     let send = started.elapsed();
     let to = if outbox { "written to the outbox" } else { "sent into smtp-sink" };
     println!("send       {sent} emails rendered and {to} in {send:.2?} ({})", per_second(sent, send));
-    if let Store::Sqlite(pool) = &store {
-        let statuses: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status")
-                .fetch_all(pool)
-                .await
-                .unwrap();
-        println!("deliveries {statuses:?}");
-    }
+    println!("deliveries {:?}", count_by_status(&store).await);
     let end_to_end = enroll + advance + send;
     println!("end-to-end {sent} deliveries from the firing in {end_to_end:.2?} ({})", per_second(sent, end_to_end));
+    // The ceiling, in the same run: Postfix's own client into the same sink, as many
+    // messages over as many sessions, ~2 KB each (our offer email is about that size).
+    if let Some((_, tools, port)) = &sink {
+        let ceiling = smtp_sink::smtp_source(tools, *port, sent.max(1), connections, 2_048);
+        let ours = sent as f64 / end_to_end.as_secs_f64();
+        println!(
+            "ceiling    smtp-source, {connections} sessions, 2 KB: {ceiling:.0}/s; end to end is {:.2}× that",
+            ours / ceiling
+        );
+    }
 
     // The same again an hour later as `serve` runs it: the firing, then one tick (take the
     // events, fire the triggers, decide the due runs, send the due deliveries).
@@ -219,20 +282,14 @@ async fn main() {
     );
     drop(engine);
 
-    let version: String = match &store {
-        Store::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT version FROM journey_versions WHERE journey_id = 'comeback' LIMIT 1")
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-        Store::Postgres(_) | Store::Memory(_) => unreachable!("the bench runs on SQLite"),
-    };
+    let version = journey_version(&store).await;
     let started = Instant::now();
     seed_waiting_runs(&store, &version).await;
     println!("seed       {members} waiting runs in {:.1?}", started.elapsed());
-    if let Store::Sqlite(pool) = &store {
-        pool.close().await;
+    match &store {
+        Store::Sqlite(pool) => pool.close().await,
+        Store::Postgres(pool) => pool.close().await,
+        Store::Memory(_) => {}
     }
 
     let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
@@ -252,4 +309,58 @@ async fn main() {
         "rss        `tidings worker` over {members} members and {members}+ waiting runs: peak {peak:.0} MiB \
          (now {anon:.0} MiB anonymous, {file:.0} MiB mapped files: the binary and SQLite's mmap)"
     );
+
+    // The whole base fires while `serve` runs: a minutely schedule for every member, which
+    // its first tick fires (the latest missed firing), enrolling all of them into a 30-day
+    // wait, on top of the runs already waiting.
+    write(&dir.path().join("workflows/everyone.yaml"), EVERYONE);
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("TIDINGS_CONFIG", dir.path().join("tidings.toml"))
+        .env("TIDINGS_LINK_SECRET", "bench-link-secret-0123456789")
+        .env("TIDINGS_LISTEN", format!("127.0.0.1:{}", smtp_sink::free_port()))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start `tidings serve` (cargo bench builds it)");
+    let started = Instant::now();
+    let waited = Duration::from_secs(
+        std::env::var("TIDINGS_BENCH_FIRING_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(45),
+    );
+    std::thread::sleep(waited);
+    let (peak, anon) = (memory_mib(serve.id(), "VmHWM:"), memory_mib(serve.id(), "RssAnon:"));
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    let store = Store::open(&database_url).await.unwrap();
+    let (enrolled, waiting) = runs_of(&store, "everyone").await;
+    println!(
+        "rss        `tidings serve` during a firing of the whole base ({members} members, {members}+ runs \
+         waiting): {enrolled} enrolled, {waiting} of them advanced to their wait in {:.0?}; peak {peak:.0} MiB \
+         (at the end {anon:.0} MiB anonymous)",
+        started.elapsed()
+    );
+}
+
+const EVERYONE: &str = "id: everyone
+name: Everyone, every minute
+trigger: { schedule: \"* * * * *\", timezone: Asia/Shanghai }
+audience: points >= 0
+entry: { reentry: never }
+steps:
+  - id: later
+    wait: 30d
+  - id: done
+    exit: true
+";
+
+/// How many runs a journey has, and how many of them wait.
+async fn runs_of(store: &Store, journey: &str) -> (i64, i64) {
+    let sql = format!(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'waiting' THEN 1 ELSE 0 END), 0) FROM runs WHERE journey_id = '{journey}'"
+    );
+    match store {
+        Store::Sqlite(pool) => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap(),
+        Store::Postgres(pool) => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap(),
+        Store::Memory(_) => unreachable!(),
+    }
 }

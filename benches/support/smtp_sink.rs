@@ -55,3 +55,18 @@ pub fn start(tools: &Path, port: u16) -> Sink {
     }
     panic!("smtp-sink did not listen on {port}");
 }
+
+/// `smtp-source` (Postfix's load generator) sending `n` messages of `size` bytes over
+/// `sessions` parallel sessions into `127.0.0.1:{port}`: the sink's ceiling, in messages/s.
+#[allow(dead_code)] // not every bench that includes this file measures the ceiling
+pub fn smtp_source(tools: &Path, port: u16, n: usize, sessions: usize, size: usize) -> f64 {
+    let start = std::time::Instant::now();
+    let status = Command::new(tools.join("smtp-source"))
+        .args(["-d", "-s", &sessions.to_string(), "-m", &n.to_string(), "-l", &size.to_string()])
+        .args(["-f", "hello@teahouse.example", "-t", "member@example.com", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run smtp-source");
+    assert!(status.success(), "smtp-source failed");
+    n as f64 / start.elapsed().as_secs_f64()
+}

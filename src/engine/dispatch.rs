@@ -166,8 +166,7 @@ impl Engine {
                         (d, outcome)
                     })
                     .collect();
-                self.store.record_outcomes(&outcomes, now).await?;
-                self.store.record_shown(&shown_now, now).await?;
+                self.store.record_outcomes(&outcomes, &shown_now, now).await?;
                 drop(slots);
                 if held.elapsed() >= renew_every && !in_flight.is_empty() {
                     let elapsed = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();

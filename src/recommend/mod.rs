@@ -23,6 +23,7 @@ pub mod order;
 pub mod product;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -92,33 +93,73 @@ pub struct Pick {
     pub because: Option<String>,
 }
 
+/// The bestsellers of a batch's model, overall and per category, as picks with their
+/// reasons: built once per batch ([`Bestsellers::of`]) and shared by every member's
+/// shelf, which filters them when a template asks ([`Shelf::recommend`]). Only products
+/// that may be recommended at all (in stock, published, with a page and a price) are
+/// kept; what one member may not see is the shelf's business.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bestsellers {
+    /// Scope (`""` for the whole catalogue, else a category) → picks, best first.
+    by_scope: BTreeMap<String, Vec<Pick>>,
+}
+
+impl Bestsellers {
+    pub fn of(model: &Model) -> Bestsellers {
+        let by_scope = model
+            .bestsellers
+            .iter()
+            .map(|(scope, ids)| {
+                let reason =
+                    if scope.is_empty() { "a bestseller".to_string() } else { format!("a bestseller in {scope}") };
+                let picks = ids
+                    .iter()
+                    .filter_map(|id| model.products.get(id))
+                    .filter(|p| p.recommendable())
+                    .map(|p| Pick { product: p.clone(), score: 0.0, reason: reason.clone(), because: None })
+                    .collect();
+                (scope.clone(), picks)
+            })
+            .collect();
+        Bestsellers { by_scope }
+    }
+
+    /// Builds them from picks directly (tests and fixtures): `""` is the whole catalogue.
+    pub fn from_scopes(by_scope: impl IntoIterator<Item = (String, Vec<Pick>)>) -> Bestsellers {
+        Bestsellers { by_scope: by_scope.into_iter().collect() }
+    }
+
+    fn scope(&self, scope: &str) -> &[Pick] {
+        self.by_scope.get(scope).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// What a member may be shown, ranked: the input of the template helpers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Shelf {
-    /// From the member's purchases' neighbours, best first.
+    /// From the member's purchases' neighbours, best first (already filtered).
     pub picks: Vec<Pick>,
-    /// The bestsellers of the whole catalogue, filtered for this member.
-    pub bestsellers: Vec<Pick>,
-    /// The bestsellers of each category, filtered for this member.
-    pub by_category: BTreeMap<String, Vec<Pick>>,
     /// The member's own purchases the catalogue knows, most recent first.
     pub bought_recently: Vec<Pick>,
+    /// The batch's bestsellers, shared; filtered for this member by `hidden`.
+    pub bestsellers: Arc<Bestsellers>,
+    /// Products this member must not be shown: bought (and not yet rebuyable) or shown by
+    /// a message within `shown_within`.
+    pub hidden: HashSet<String>,
 }
 
 impl Shelf {
     /// `(recommend n [category=…])`: the co-purchase picks (of that category), then its
-    /// bestsellers, each product once.
+    /// bestsellers the member may see, each product once.
     pub fn recommend(&self, n: usize, category: Option<&str>) -> Vec<&Pick> {
         let in_category = |p: &&Pick| category.is_none_or(|c| p.product.category.as_deref() == Some(c));
-        let fallback: &[Pick] = match category {
-            Some(c) => self.by_category.get(c).map_or(&[], Vec::as_slice),
-            None => &self.bestsellers,
-        };
+        let fallback =
+            self.bestsellers.scope(category.unwrap_or("")).iter().filter(|p| !self.hidden.contains(&p.product.id));
         let mut seen = HashSet::new();
         self.picks
             .iter()
             .filter(in_category)
-            .chain(fallback.iter())
+            .chain(fallback)
             .filter(|p| seen.insert(p.product.id.as_str()))
             .take(n)
             .collect()
@@ -130,29 +171,30 @@ impl Shelf {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.picks.is_empty() && self.bestsellers.is_empty() && self.bought_recently.is_empty()
+        self.picks.is_empty() && self.recommend(1, None).is_empty() && self.bought_recently.is_empty()
     }
 }
 
 /// The member's shelf at `now`: `bought` is their purchase history (one entry per
-/// product), `shown` the products sent messages showed them within `shown_within`.
+/// product), `shown` the products sent messages showed them within `shown_within`,
+/// `bestsellers` the batch's (`Bestsellers::of(model)`, shared).
 pub fn shelf(
     model: &Model,
+    bestsellers: &Arc<Bestsellers>,
     bought: &[Bought],
     shown: &HashSet<String>,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Shelf {
-    let owned: HashMap<&str, DateTime<Utc>> = bought.iter().map(|b| (b.product_id.as_str(), b.last_at)).collect();
-    let allowed = |product: &Product| -> bool {
-        if !product.recommendable() || shown.contains(&product.id) {
-            return false;
+    // What this member may not see: recently shown, and bought unless rebuyable.
+    let mut hidden: HashSet<String> = shown.clone();
+    for b in bought {
+        let rebuy = model.products.get(&b.product_id).is_some_and(|p| rebuyable(p, b.last_at, settings, now));
+        if !rebuy {
+            hidden.insert(b.product_id.clone());
         }
-        match owned.get(product.id.as_str()) {
-            None => true,
-            Some(last_at) => rebuyable(product, *last_at, settings, now),
-        }
-    };
+    }
+    let allowed = |product: &Product| product.recommendable() && !hidden.contains(&product.id);
 
     // Votes: for each candidate, the summed cosine and the purchase that voted most.
     let mut votes: HashMap<&str, (f64, &str, f64)> = HashMap::new();
@@ -171,40 +213,22 @@ pub fn shelf(
             }
         }
     }
-    let mut picks: Vec<Pick> = votes
+    // Rank and filter first, then build only the picks kept.
+    let mut ranked: Vec<(&Product, f64, &str)> = votes
         .into_iter()
-        .filter_map(|(id, (score, because, _))| {
-            let product = model.products.get(id).filter(|p| allowed(p))?;
+        .filter_map(|(id, (score, because, _))| Some((model.products.get(id).filter(|p| allowed(p))?, score, because)))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.id.cmp(&b.0.id)));
+    let picks = ranked
+        .into_iter()
+        .take(KEEP)
+        .map(|(product, score, because)| {
             let reason = match model.products.get(because) {
                 Some(b) => format!("because you bought {}", b.title),
                 None => "bought together with your purchases".to_string(),
             };
-            Some(Pick { product: product.clone(), score, reason, because: Some(because.to_string()) })
+            Pick { product: product.clone(), score, reason, because: Some(because.to_string()) }
         })
-        .collect();
-    picks.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.product.id.cmp(&b.product.id)));
-    picks.truncate(KEEP);
-
-    let bestsellers_of = |scope: &str| -> Vec<Pick> {
-        let reason = if scope.is_empty() { "a bestseller".to_string() } else { format!("a bestseller in {scope}") };
-        model
-            .bestsellers
-            .get(scope)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| model.products.get(id))
-            .filter(|p| allowed(p))
-            .take(KEEP)
-            .map(|p| Pick { product: p.clone(), score: 0.0, reason: reason.clone(), because: None })
-            .collect()
-    };
-    let bestsellers = bestsellers_of("");
-    let by_category = model
-        .bestsellers
-        .keys()
-        .filter(|scope| !scope.is_empty())
-        .map(|scope| (scope.clone(), bestsellers_of(scope)))
-        .filter(|(_, picks)| !picks.is_empty())
         .collect();
 
     let mut recent: Vec<&Bought> = bought.iter().filter(|b| model.products.contains_key(&b.product_id)).collect();
@@ -220,7 +244,7 @@ pub fn shelf(
         })
         .collect();
 
-    Shelf { picks, bestsellers, by_category, bought_recently }
+    Shelf { picks, bought_recently, bestsellers: Arc::clone(bestsellers), hidden }
 }
 
 /// A product the member bought may come back once `rebuy_after` has passed, in the
@@ -274,13 +298,23 @@ mod tests {
             .collect()
     }
 
+    fn shelf_of(
+        model: &Model,
+        bought: &[Bought],
+        shown: &HashSet<String>,
+        settings: &Settings,
+        now: DateTime<Utc>,
+    ) -> Shelf {
+        shelf(model, &Arc::new(Bestsellers::of(model)), bought, shown, settings, now)
+    }
+
     fn ids(picks: &[&Pick]) -> Vec<String> {
         picks.iter().map(|p| p.product.id.clone()).collect()
     }
 
     #[test]
     fn a_buyer_of_a_gets_what_a_buyers_bought_and_not_a_again() {
-        let shelf = shelf(&model(), &bought(&[("A", 3)]), &HashSet::new(), &Settings::default(), now());
+        let shelf = shelf_of(&model(), &bought(&[("A", 3)]), &HashSet::new(), &Settings::default(), now());
         assert_eq!(ids(&shelf.recommend(2, None)), ["B", "C"]);
         assert_eq!(shelf.picks[0].reason, "because you bought Product A");
         assert!(ids(&shelf.recommend(10, None)).iter().all(|id| id != "A"));
@@ -288,7 +322,7 @@ mod tests {
 
     #[test]
     fn votes_add_up_and_the_strongest_purchase_is_the_reason() {
-        let shelf = shelf(&model(), &bought(&[("A", 3), ("D", 1)]), &HashSet::new(), &Settings::default(), now());
+        let shelf = shelf_of(&model(), &bought(&[("A", 3), ("D", 1)]), &HashSet::new(), &Settings::default(), now());
         // C: 0.5 (from A) + 0.9 (from D) = 1.4 > B: 0.8.
         assert_eq!(ids(&shelf.recommend(2, None)), ["C", "B"]);
         assert_eq!(shelf.picks[0].because.as_deref(), Some("D"));
@@ -296,7 +330,7 @@ mod tests {
 
     #[test]
     fn a_member_with_no_orders_gets_bestsellers_overall_and_per_category() {
-        let shelf = shelf(&model(), &[], &HashSet::new(), &Settings::default(), now());
+        let shelf = shelf_of(&model(), &[], &HashSet::new(), &Settings::default(), now());
         assert_eq!(ids(&shelf.recommend(3, None)), ["A", "E", "C"]);
         assert_eq!(ids(&shelf.recommend(3, Some("tea"))), ["A", "D", "B"]);
         assert_eq!(shelf.recommend(1, Some("tea"))[0].reason, "a bestseller in tea");
@@ -309,7 +343,7 @@ mod tests {
         m.products.get_mut("B").unwrap().in_stock = false;
         m.products.get_mut("E").unwrap().published = false;
         let shown: HashSet<String> = ["C".to_string()].into();
-        let shelf = shelf(&m, &bought(&[("A", 3)]), &shown, &Settings::default(), now());
+        let shelf = shelf_of(&m, &bought(&[("A", 3)]), &shown, &Settings::default(), now());
         let all = ids(&shelf.recommend(20, None));
         assert!(!all.iter().any(|id| ["B", "E", "C", "A"].contains(&id.as_str())), "{all:?}");
     }
@@ -321,7 +355,7 @@ mod tests {
             rebuy_categories: vec!["tea".into()],
             ..Settings::default()
         };
-        let shelf = shelf(&model(), &bought(&[("A", 45), ("C", 45), ("D", 10)]), &HashSet::new(), &settings, now());
+        let shelf = shelf_of(&model(), &bought(&[("A", 45), ("C", 45), ("D", 10)]), &HashSet::new(), &settings, now());
         let all = ids(&shelf.recommend(20, None));
         assert!(all.contains(&"A".to_string()), "tea bought 45 days ago comes back: {all:?}");
         assert!(!all.contains(&"C".to_string()), "ware is not a consumable: {all:?}");
@@ -330,7 +364,7 @@ mod tests {
 
     #[test]
     fn a_category_takes_its_picks_first_then_its_bestsellers() {
-        let shelf = shelf(&model(), &bought(&[("A", 3)]), &HashSet::new(), &Settings::default(), now());
+        let shelf = shelf_of(&model(), &bought(&[("A", 3)]), &HashSet::new(), &Settings::default(), now());
         assert_eq!(ids(&shelf.recommend(3, Some("tea"))), ["B", "D"]);
     }
 
@@ -339,7 +373,7 @@ mod tests {
         let mut m = model();
         m.neighbours.insert("ghost".into(), vec![("E".into(), 0.9)]);
         let shelf =
-            shelf(&m, &bought(&[("ghost", 1), ("A", 9), ("D", 2)]), &HashSet::new(), &Settings::default(), now());
+            shelf_of(&m, &bought(&[("ghost", 1), ("A", 9), ("D", 2)]), &HashSet::new(), &Settings::default(), now());
         assert!(shelf.picks.iter().all(|p| p.product.id != "E"));
         assert_eq!(ids(&shelf.bought_recently(5)), ["D", "A"]);
     }

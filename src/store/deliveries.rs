@@ -165,9 +165,13 @@ impl Store {
 
     /// Records what became of sent deliveries, in one transaction: status, provider id,
     /// retry time, and suppressions for permanent failures.
+    /// Writes a group of send outcomes in one transaction, with the products the sent
+    /// messages showed (`shown`: member, product; `store::products`), so a recommending
+    /// journey commits once a group, as any other.
     pub async fn record_outcomes(
         &self,
         outcomes: &[(ClaimedDelivery, DeliveryOutcome)],
+        shown: &[(String, String)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
@@ -231,6 +235,7 @@ impl Store {
                 insert_suppression(&mut tx, &d.channel, address, error, now).await?;
             }
         }
+        super::products::write_shown(&mut tx, shown, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -11,6 +11,7 @@
 //!   whatever its size, then `recommend::shelf` per member.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -365,35 +366,35 @@ impl Store {
         }
 
         let none = HashSet::new();
+        let bestsellers = Arc::new(recommend::Bestsellers::of(&model));
         Ok(member_ids
             .iter()
             .map(|id| {
                 let history = bought.get(id).map_or(&[][..], Vec::as_slice);
-                let shelf = recommend::shelf(&model, history, shown.get(id).unwrap_or(&none), settings, now);
+                let shown = shown.get(id).unwrap_or(&none);
+                let shelf = recommend::shelf(&model, &bestsellers, history, shown, settings, now);
                 (id.clone(), shelf)
             })
             .collect())
     }
+}
 
-    /// Remembers which products sent messages showed which members, so the next messages
-    /// show others (`shown_within`).
-    pub async fn record_shown(&self, shown: &[(String, String)], now: DateTime<Utc>) -> Result<(), StoreError> {
-        if shown.is_empty() {
-            return Ok(());
-        }
-        let mut unique: Vec<&(String, String)> = shown.iter().collect::<HashSet<_>>().into_iter().collect();
-        unique.sort();
-        let mut tx = self.begin_write().await?;
-        for chunk in chunks(&unique, 3) {
-            let mut sql = tx.sql();
-            sql.push("INSERT INTO shown_products (member_id, product_id, shown_at) VALUES ");
-            for (i, (member, product)) in chunk.iter().enumerate() {
-                sql.values_row(i == 0, [Arg::text(member), Arg::text(product), Arg::Timestamp(Some(stored_now(now)))]);
-            }
-            sql.push(" ON CONFLICT (member_id, product_id) DO UPDATE SET shown_at = excluded.shown_at");
-            tx.execute(sql).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+/// Remembers which products sent messages showed which members, so the next messages show
+/// others (`shown_within`); written with the sends' outcomes (`Store::record_outcomes`).
+pub(crate) async fn write_shown(tx: &mut Tx, shown: &[(String, String)], now: DateTime<Utc>) -> Result<(), StoreError> {
+    if shown.is_empty() {
+        return Ok(());
     }
+    let mut unique: Vec<&(String, String)> = shown.iter().collect::<HashSet<_>>().into_iter().collect();
+    unique.sort();
+    for chunk in chunks(&unique, 3) {
+        let mut sql = tx.sql();
+        sql.push("INSERT INTO shown_products (member_id, product_id, shown_at) VALUES ");
+        for (i, (member, product)) in chunk.iter().enumerate() {
+            sql.values_row(i == 0, [Arg::text(member), Arg::text(product), Arg::Timestamp(Some(stored_now(now)))]);
+        }
+        sql.push(" ON CONFLICT (member_id, product_id) DO UPDATE SET shown_at = excluded.shown_at");
+        tx.execute(sql).await?;
+    }
+    Ok(())
 }

@@ -547,7 +547,7 @@ fn product_items_have_known_fields_only() {
 
 #[test]
 fn recommend_renders_the_shelf_with_tracked_links_and_reports_what_it_showed() {
-    use crate::recommend::{Pick, Product, Shelf};
+    use crate::recommend::{Bestsellers, Pick, Product, Shelf};
     let product = |id: &str, category: &str| Product {
         id: id.into(),
         title: format!("Tea {id}"),
@@ -568,9 +568,12 @@ fn recommend_renders_the_shelf_with_tracked_links_and_reports_what_it_showed() {
     };
     let shelf = Shelf {
         picks: vec![pick("b", "tea", "because you bought Tea a"), pick("c", "ware", "because you bought Tea a")],
-        bestsellers: vec![pick("d", "tea", "a bestseller")],
-        by_category: [("tea".to_string(), vec![pick("d", "tea", "a bestseller in tea")])].into(),
         bought_recently: vec![pick("a", "tea", "you bought it on 2025-02-01")],
+        bestsellers: std::sync::Arc::new(Bestsellers::from_scopes([
+            (String::new(), vec![pick("d", "tea", "a bestseller")]),
+            ("tea".to_string(), vec![pick("a", "tea", "a bestseller in tea"), pick("d", "tea", "a bestseller in tea")]),
+        ])),
+        hidden: ["a".to_string()].into(),
     };
     let (catalog, diagnostics, _dir) = catalog(&[(
         "a.email.hbs",

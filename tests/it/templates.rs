@@ -41,7 +41,7 @@ fn show(rendered: &Rendered) -> String {
 
 /// The fixture member's shelf: one pick from their purchases, then two bestsellers.
 fn fixture_shelf() -> tidings::recommend::Shelf {
-    use tidings::recommend::{Pick, Product, Shelf};
+    use tidings::recommend::{Bestsellers, Pick, Product, Shelf};
     let pick = |id: &str, title: &str, price: i64, category: &str, reason: &str| Pick {
         product: Product {
             id: id.into(),
@@ -61,10 +61,13 @@ fn fixture_shelf() -> tidings::recommend::Shelf {
     };
     Shelf {
         picks: vec![pick("gaiwan", "Celadon gaiwan", 26800, "teaware", "because you bought Longjing green tea 100g")],
-        bestsellers: vec![
-            pick("tieguanyin", "Tieguanyin oolong 100g", 12800, "tea", "a bestseller"),
-            pick("cups", "Set of four tasting cups", 15800, "teaware", "a bestseller"),
-        ],
+        bestsellers: std::sync::Arc::new(Bestsellers::from_scopes([(
+            String::new(),
+            vec![
+                pick("tieguanyin", "Tieguanyin oolong 100g", 12800, "tea", "a bestseller"),
+                pick("cups", "Set of four tasting cups", 15800, "teaware", "a bestseller"),
+            ],
+        )])),
         ..Shelf::default()
     }
 }
