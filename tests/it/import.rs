@@ -144,9 +144,9 @@ on_both_engines! {
         assert_eq!(store.member("1001").await.unwrap().unwrap().tags, vec!["oolong".to_string(), "vip".to_string()]);
     }
 
-    /// PostgreSQL copies batches of 256 members or more (`COPY … FROM STDIN` in its text
-    /// format, where a tab, a newline and a backslash are syntax): awkward values come back
-    /// as they went in, and as the row-by-row statement of a small batch stores them.
+    /// One batch of 300 members (one multi-row statement, or a `COPY … FROM STDIN` if a
+    /// large batch is ever copied: its text format makes a tab, a newline and a backslash
+    /// syntax) stores awkward values as they went in, and as batches of three store them.
     async fn awkward_values_survive_a_large_batch_as_they_survive_a_small_one(store) {
         let awkward = [
             "tab\there", "new\nline", "carriage\r\nreturn", "back\\slash \\N \\t", "\\N", "\"double\" 'single'",
