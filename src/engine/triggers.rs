@@ -23,8 +23,9 @@ pub(super) const LEASE: &str = "scheduler";
 /// example journeys and the docs use plain names; a journey should not be called this).
 const DERIVED: &str = "_derived";
 
-/// Members enrolled per transaction when a schedule fires.
-const ENROLL_CHUNK: i64 = 5_000;
+/// Members of the base looked at per transaction when a schedule fires (a chunk is a range
+/// of the members table, whether its members match or not).
+const ENROLL_CHUNK: i64 = 50_000;
 
 impl Engine {
     pub(super) async fn fire_triggers(&self, now: DateTime<Utc>) -> Result<u64, EngineError> {

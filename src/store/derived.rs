@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Arg, Store, StoreError};
 use crate::condition::Dialect;
+use crate::member::Member;
 use crate::state::Settings;
 use crate::state::derived::{RFM_GRID, stored_now};
 
@@ -70,6 +71,9 @@ fn segment_sql() -> String {
 impl Store {
     /// Recomputes lifecycle, CLV and RFM for every member, in one transaction.
     pub async fn recompute_derived(&self, now: DateTime<Utc>, settings: &Settings) -> Result<Recomputed, StoreError> {
+        if let Store::Memory(_) = self {
+            return self.recompute_derived_in_one_scan(now, settings).await;
+        }
         let now = stored_now(now);
         let mut out = Recomputed::default();
         let mut tx = self.begin_write().await?;
@@ -148,6 +152,113 @@ impl Store {
                 ELSE (rfm_r IS NOT NULL OR rfm_f IS NOT NULL OR rfm_m IS NOT NULL OR rfm_segment IS NOT NULL) END)"
         ));
         out.rfm_changed = tx.execute(sql).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+/// A value's quintile score: 1 + the number of cutoffs below it (the SQL's `1 + (v > c)…`).
+fn score<T: Ord>(cutoffs: &[T], value: T) -> i64 {
+    1 + cutoffs.iter().filter(|&c| value > *c).count() as i64
+}
+
+/// A member's inputs and stored values, as [`Store::recompute_derived_in_one_scan`] reads them.
+struct Row {
+    member: Member,
+    rfm: (Option<i64>, Option<i64>, Option<i64>, Option<String>),
+}
+
+impl Store {
+    /// [`Store::recompute_derived`] for the in-memory database of `simulate`: one scan reads
+    /// every member's inputs and stored values, the rules run here (`state::derived`, which
+    /// a test holds equal to the SQL), and only the members whose values change are
+    /// written, one `UPDATE` each. In memory a statement is a function call, so three scans
+    /// with their expressions cost more than reading once (a year of 10,000 members spent
+    /// 9.6 s in the SQL refresh); a file or a server keeps the set-based statements, which
+    /// neither bring the base into the process nor send a statement per changed member.
+    async fn recompute_derived_in_one_scan(
+        &self,
+        now: DateTime<Utc>,
+        settings: &Settings,
+    ) -> Result<Recomputed, StoreError> {
+        let now = stored_now(now);
+        let mut out = Recomputed::default();
+        let mut tx = self.begin_write().await?;
+        let mut rows = Vec::new();
+        let mut sql = tx.sql();
+        sql.push(
+            "SELECT id, joined_at, order_count, last_order_at, first_order_at, total_spend, lifecycle, clv, \
+             rfm_r, rfm_f, rfm_m, rfm_segment FROM members",
+        );
+        tx.for_each(sql, |r| {
+            let member = Member {
+                id: r.text("id")?.unwrap_or_default(),
+                joined_at: r.timestamp("joined_at")?,
+                order_count: r.int("order_count")?.unwrap_or(0),
+                last_order_at: r.timestamp("last_order_at")?,
+                first_order_at: r.timestamp("first_order_at")?,
+                total_spend: r.int("total_spend")?.unwrap_or(0),
+                lifecycle: r.text("lifecycle")?,
+                clv: r.int("clv")?,
+                ..Member::default()
+            };
+            let rfm = (r.int("rfm_r")?, r.int("rfm_f")?, r.int("rfm_m")?, r.text("rfm_segment")?);
+            rows.push(Row { member, rfm });
+            Ok(())
+        })
+        .await?;
+
+        // RFM_BASE: members with an order and a last order.
+        let scored = |m: &Member| m.order_count > 0 && m.last_order_at.is_some();
+        let scored_rows = rows.iter().filter(|row| scored(&row.member));
+        out.rfm_scored = scored_rows.clone().count() as u64;
+        let (recency, frequency, monetary) = if out.rfm_scored == 0 {
+            (Vec::new(), Vec::new(), Vec::new())
+        } else {
+            (
+                cutoffs(scored_rows.clone().filter_map(|row| row.member.last_order_at).collect()),
+                cutoffs(scored_rows.clone().map(|row| row.member.order_count).collect()),
+                cutoffs(scored_rows.map(|row| row.member.total_spend).collect()),
+            )
+        };
+
+        for row in rows {
+            let m = &row.member;
+            let lifecycle = Some(crate::state::derived::lifecycle(m, now, settings).as_str().to_string());
+            let clv = Some(crate::state::derived::clv(m, now, settings));
+            let rfm = match m.last_order_at.filter(|_| scored(m)) {
+                Some(last) => {
+                    let (r, f, mo) =
+                        (score(&recency, last), score(&frequency, m.order_count), score(&monetary, m.total_spend));
+                    (Some(r), Some(f), Some(mo), crate::state::derived::rfm_segment(r, f, mo).map(str::to_string))
+                }
+                None => (None, None, None, None),
+            };
+            let lifecycle_changed = lifecycle != m.lifecycle || clv != m.clv;
+            let rfm_changed = rfm != row.rfm;
+            if !lifecycle_changed && !rfm_changed {
+                continue;
+            }
+            out.lifecycle_changed += u64::from(lifecycle_changed);
+            out.rfm_changed += u64::from(rfm_changed);
+            let mut sql = tx.sql();
+            let values = [
+                Arg::Text(lifecycle),
+                Arg::Int(clv),
+                Arg::Int(rfm.0),
+                Arg::Int(rfm.1),
+                Arg::Int(rfm.2),
+                Arg::Text(rfm.3),
+                Arg::Text(Some(m.id.clone())),
+            ];
+            let p: Vec<String> = values.into_iter().map(|v| sql.arg(v)).collect();
+            sql.push(&format!(
+                "UPDATE members SET lifecycle = {}, clv = {}, rfm_r = {}, rfm_f = {}, rfm_m = {}, rfm_segment = {} \
+                 WHERE id = {}",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+            ));
+            tx.execute(sql).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Arg, ReadRow, Store, StoreError, Tx, chunks};
+use super::{Arg, ReadRow, Sql, Store, StoreError, Tx, chunks};
 use crate::condition::Dialect;
 
 /// A member entering a journey.
@@ -152,10 +152,11 @@ impl Store {
         Ok(created)
     }
 
-    /// Enrolls, in one transaction, up to `limit` members after `cursor` who match
-    /// `audience` and may enter under the journey's reentry rule. Returns how many entered
-    /// and where the next chunk starts (an opaque cursor: the last rowid enrolled on
-    /// SQLite, the last member id on PostgreSQL; None when no member was left).
+    /// Enrolls, in one transaction, the members of the next chunk of the base (up to `limit`
+    /// members after `cursor`, in the members table's own order, whether they match or not)
+    /// who match `audience` and may enter under the journey's reentry rule. Returns how many
+    /// entered and where the next chunk starts (an opaque cursor: a rowid on SQLite, a
+    /// member id on PostgreSQL; None when this chunk reached the end of the base).
     #[allow(clippy::too_many_arguments)]
     pub async fn enroll_audience(
         &self,
@@ -170,15 +171,54 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(u64, Option<String>), StoreError> {
         let mut tx = self.begin_write().await?;
+        // A chunk is a range of the base, not a number of enrolled members: its end is known
+        // before anything is written, so the insert returns nothing and the timeline's lines
+        // are copied from the new rows in one range scan (returning 5,000 ids a chunk and
+        // looking each up again cost more than the insert). On SQLite the range is of
+        // rowids: an index on the audience's column lists its members in rowid order, so a
+        // chunk is a range seek in it and needs no sort (paging by id re-read all the
+        // audience and sorted it for every chunk). PostgreSQL pages by id.
+        let (position, from, to, next) = match tx.dialect() {
+            Dialect::Sqlite => {
+                // A cursor that is not a rowid (a firing started by an older version) starts
+                // over: the unique key leaves out whom the firing already enrolled.
+                let from = cursor.and_then(|c| c.parse::<i64>().ok()).unwrap_or(i64::MIN);
+                let mut sql = tx.sql();
+                sql.push("SELECT MAX(rowid) AS last FROM members");
+                let last = tx.fetch(sql, |r| r.int("last")).await?.into_iter().next().flatten();
+                let Some(last) = last.filter(|&last| last > from) else {
+                    tx.commit().await?;
+                    return Ok((0, None));
+                };
+                let to = from.max(0).saturating_add(limit).max(from.saturating_add(1));
+                let next = (to < last).then(|| to.to_string());
+                ("m.rowid", Some(Arg::Int(Some(from))), Some(Arg::Int(Some(to))), next)
+            }
+            Dialect::Postgres => {
+                let mut sql = tx.sql();
+                sql.push("SELECT id FROM members");
+                if let Some(cursor) = cursor {
+                    sql.push(" WHERE id > ").bind(Arg::text(cursor));
+                }
+                sql.push(&format!(" ORDER BY id OFFSET {} LIMIT 1", (limit - 1).max(0)));
+                let to = tx.fetch(sql, |r| r.text("id")).await?.into_iter().next().flatten();
+                ("m.id", cursor.map(Arg::text), to.clone().map(|to| Arg::Text(Some(to))), to)
+            }
+        };
         // One `INSERT … SELECT`: the members never leave the database (binding 10 values a
         // run made enrollment ~5× slower). The audience fragment comes with numbered
         // placeholders, so every argument here is numbered too.
+        let dialect = tx.dialect();
         let mut sql = tx.sql();
         let journey = sql.arg(Arg::text(journey_id));
         let version = sql.arg(Arg::text(version));
         let step = sql.arg(Arg::text(first_step));
         let at = sql.arg(Arg::Timestamp(Some(now)));
         let key = sql.arg(Arg::text(trigger_key));
+        if dialect == Dialect::Postgres {
+            // The `enter` lines come from the rows the insert returns, in the same statement.
+            sql.push("WITH entered AS (");
+        }
         sql.push(&format!(
             "INSERT INTO runs (member_id, journey_id, journey_version, step, status, entered_at, due_at, \
              trigger_key, trigger_event_id, visits) \
@@ -188,72 +228,75 @@ impl Store {
             Some(expr) => sql.condition(expr, now)?,
             None => sql.push("1 = 1"),
         };
-        // Chunks follow SQLite's rowid, not the id: an index on the audience's column lists
-        // its members in rowid order, so each chunk is a range seek in it (`lifecycle = ?
-        // AND rowid > ?`) and needs no sort; by id, every chunk re-read all the audience
-        // and sorted it (20 chunks of 5,000: 4.6-8 s for 100,000 of 1,000,000, now under
-        // 1 s). PostgreSQL pages by id.
-        // A cursor that is not a rowid (a firing started by an older version) starts over:
-        // the check below leaves out whom the firing already enrolled.
-        let (position, cursor) = match sql.dialect() {
-            Dialect::Sqlite => ("m.rowid", cursor.and_then(|c| c.parse::<i64>().ok()).map(|c| Arg::Int(Some(c)))),
-            Dialect::Postgres => ("m.id", cursor.map(Arg::text)),
+        // The chunk's range, for the members and (on PostgreSQL) for the runs the reentry
+        // rule looks at: PostgreSQL may answer `NOT EXISTS` with a hash anti-join, which
+        // then reads the runs of this range only, not the whole table once per chunk.
+        push_range(&mut sql, position, &from, &to);
+        // On PostgreSQL the reentry rule's runs are limited to the range as well.
+        let runs_range = |sql: &mut Sql| {
+            if dialect == Dialect::Postgres {
+                push_range(sql, "r.member_id", &from, &to);
+            }
         };
-        if let Some(cursor) = cursor {
-            let p = sql.arg(cursor);
-            sql.push(&format!(" AND {position} > {p}"));
-        }
-        // Members this firing already enrolled (a firing resumed after a crash) are left out
-        // here rather than by `ON CONFLICT`, so every member selected is inserted and the
-        // last one returned is where the next chunk starts.
-        sql.push(&format!(
-            " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.journey_id = {journey} AND r.member_id = m.id \
-             AND r.trigger_key = {key})"
-        ));
         match reentry {
             Reentry::Always => {}
             Reentry::Never => {
                 sql.push(&format!(
-                    " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.member_id = m.id AND r.journey_id = {journey})"
+                    " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.member_id = m.id AND r.journey_id = {journey}"
                 ));
+                runs_range(&mut sql);
+                sql.push(")");
             }
             Reentry::Since(since) => {
                 let since = sql.arg(Arg::Timestamp(Some(since)));
                 sql.push(&format!(
                     " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.member_id = m.id AND r.journey_id = {journey} \
-                     AND (r.entered_at >= {since} OR r.status IN ('active', 'waiting')))"
+                     AND (r.entered_at >= {since} OR r.status IN ('active', 'waiting'))"
                 ));
+                runs_range(&mut sql);
+                sql.push(")");
             }
         }
-        // The limit is written, not bound: see `Sql::limit`.
-        sql.push(&format!(
-            " ORDER BY {position} LIMIT {limit} ON CONFLICT (journey_id, member_id, trigger_key) DO NOTHING RETURNING id"
-        ));
-        let ids: Vec<i64> = tx.fetch(sql, |r| Ok(r.int("id")?.unwrap_or(0))).await?;
-        if ids.is_empty() {
-            tx.commit().await?;
-            return Ok((0, None));
-        }
-        // The journal's `enter` lines, and the cursor: the greatest position enrolled, in
-        // the database's own order (PostgreSQL may collate text unlike Rust's byte order).
-        let mut sql = tx.sql();
-        sql.push(
-            "INSERT INTO journal (at, member_id, journey_id, run_id, step, action) \
-             SELECT entered_at, member_id, journey_id, id, NULL, 'enter' FROM runs WHERE ",
-        )
-        .in_ids("id", &ids);
-        tx.execute(sql).await?;
-        let mut sql = tx.sql();
-        match sql.dialect() {
-            Dialect::Sqlite => sql
-                .push("SELECT CAST(MAX(rowid) AS TEXT) AS last FROM members WHERE id IN (SELECT member_id FROM runs WHERE ")
-                .in_ids("id", &ids)
-                .push(")"),
-            Dialect::Postgres => sql.push("SELECT MAX(member_id) AS last FROM runs WHERE ").in_ids("id", &ids),
+        // Members this firing already enrolled (a firing resumed after a crash, a chunk
+        // written again because its progress was not) are left out by the unique key, once
+        // per (journey, member, trigger key).
+        sql.push(&format!(" ORDER BY {position} ON CONFLICT (journey_id, member_id, trigger_key) DO NOTHING"));
+        let entered = match dialect {
+            Dialect::Postgres => {
+                sql.push(
+                    " RETURNING id, member_id, journey_id, entered_at) \
+                     INSERT INTO journal (at, member_id, journey_id, run_id, step, action) \
+                     SELECT entered_at, member_id, journey_id, id, NULL, 'enter' FROM entered ORDER BY id",
+                );
+                tx.execute(sql).await?
+            }
+            Dialect::Sqlite => {
+                // The rows written from here on are this chunk's: the write lock is held, and
+                // a new rowid is greater than every one before it.
+                let mut before = tx.sql();
+                before.push("SELECT COALESCE(MAX(id), 0) AS before FROM runs");
+                let before = tx.fetch(before, |r| r.int("before")).await?.into_iter().next().flatten().unwrap_or(0);
+                let entered = tx.execute(sql).await?;
+                if entered > 0 {
+                    // The journal's `enter` lines, from the rows just written: a range of
+                    // rowids (`+` keeps SQLite from reading the journey's every run through
+                    // an index on `journey_id` instead, once per chunk).
+                    let mut sql = tx.sql();
+                    let journey = sql.arg(Arg::text(journey_id));
+                    let key = sql.arg(Arg::text(trigger_key));
+                    let before = sql.arg(Arg::Int(Some(before)));
+                    sql.push(&format!(
+                        "INSERT INTO journal (at, member_id, journey_id, run_id, step, action) \
+                         SELECT entered_at, member_id, journey_id, id, NULL, 'enter' FROM runs \
+                         WHERE id > {before} AND +journey_id = {journey} AND +trigger_key = {key} ORDER BY id"
+                    ));
+                    tx.execute(sql).await?;
+                }
+                entered
+            }
         };
-        let last = tx.fetch(sql, |r| r.text("last")).await?.into_iter().next().flatten();
         tx.commit().await?;
-        Ok((ids.len() as u64, last))
+        Ok((entered, next))
     }
 
     /// Claims up to `limit` runs that are due, for `lease`.
@@ -444,6 +487,18 @@ pub(crate) async fn record(tx: &mut Tx, progress: Progress, now: DateTime<Utc>) 
     insert_journal(tx, &journal).await?;
     insert_runs(tx, &progress.enroll, now).await?;
     Ok(written)
+}
+
+/// ` AND {column} > from AND {column} <= to`, each bound where given: a chunk of the base.
+fn push_range(sql: &mut Sql, column: &str, from: &Option<Arg>, to: &Option<Arg>) {
+    if let Some(from) = from {
+        let p = sql.arg(from.clone());
+        sql.push(&format!(" AND {column} > {p}"));
+    }
+    if let Some(to) = to {
+        let p = sql.arg(to.clone());
+        sql.push(&format!(" AND {column} <= {p}"));
+    }
 }
 
 /// Who may enter a journey again (see [`Store::enroll_audience`]).

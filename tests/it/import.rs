@@ -144,6 +144,66 @@ on_both_engines! {
         assert_eq!(store.member("1001").await.unwrap().unwrap().tags, vec!["oolong".to_string(), "vip".to_string()]);
     }
 
+    /// One batch of 300 members (one multi-row statement, or a `COPY … FROM STDIN` if a
+    /// large batch is ever copied: its text format makes a tab, a newline and a backslash
+    /// syntax) stores awkward values as they went in, and as batches of three store them.
+    async fn awkward_values_survive_a_large_batch_as_they_survive_a_small_one(store) {
+        let awkward = [
+            "tab\there", "new\nline", "carriage\r\nreturn", "back\\slash \\N \\t", "\\N", "\"double\" 'single'",
+            "王美玲 ünïcödé 😀", "", " ", "trailing\t", "\u{7f}\u{1}",
+        ];
+        let record = |id: String, i: usize| {
+            let text = awkward[i % awkward.len()];
+            let mut record = json!({
+                "id": id,
+                "email": format!("m{i}@example.com"),
+                "first_name": text,
+                "tags": [text.replace(['\n', '\r'], " ").trim().to_string() + "tag", "vip"],
+                "attributes.note": text,
+                "attributes.nested": { "list": [text, null, 1.5] },
+                "points": i as i64 - 150,
+                "email_consent": i.is_multiple_of(2),
+                "joined_at": "1999-12-31T23:59:59.123456Z",
+            });
+            // Absent, null and empty are three different inputs.
+            match i % 3 {
+                0 => {}
+                1 => record["last_name"] = Value::Null,
+                _ => record["last_name"] = json!(""),
+            }
+            record
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, prefix: &str| {
+            let path = dir.path().join(name);
+            let lines: Vec<String> = (0..300).map(|i| record(format!("{prefix}{i}"), i).to_string()).collect();
+            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+            path
+        };
+        let (large, small) = (write("large.jsonl", "l-"), write("small.jsonl", "s-"));
+        let mut one_batch = options();
+        one_batch.batch_size = 1_000;
+        let summary = import_file(&store, ImportKind::Members, &large, &one_batch).await.unwrap();
+        assert_eq!((summary.inserted, summary.rejected.len()), (300, 0), "{:?}", summary.rejected);
+        let summary = import_file(&store, ImportKind::Members, &small, &options()).await.unwrap();
+        assert_eq!((summary.inserted, summary.rejected.len()), (300, 0), "{:?}", summary.rejected);
+        for i in 0..300 {
+            let large = store.member(&format!("l-{i}")).await.unwrap().unwrap();
+            let small = store.member(&format!("s-{i}")).await.unwrap().unwrap();
+            let text = awkward[i % awkward.len()];
+            assert_eq!(large.first_name.as_deref(), small.first_name.as_deref(), "member {i}");
+            if !text.is_empty() {
+                assert_eq!(large.first_name.as_deref(), Some(text), "member {i}");
+            }
+            assert_eq!(large.attributes.get("note"), Some(&json!(text)), "member {i}");
+            assert_eq!(large, tidings::member::Member { id: large.id.clone(), ..small }, "member {i}");
+        }
+        // A second large batch updates every row through the same path.
+        let summary = import_file(&store, ImportKind::Members, &large, &one_batch).await.unwrap();
+        assert_eq!((summary.inserted, summary.updated), (0, 300));
+        assert_eq!(store.member("l-4").await.unwrap().unwrap().first_name.as_deref(), Some(awkward[4]));
+    }
+
     async fn a_file_with_a_bad_header_writes_nothing(store) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.csv");
