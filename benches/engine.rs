@@ -19,7 +19,7 @@
 //!    much of it is anonymous memory vs mapped files (target ≤ 200 MiB);
 //! 5. **firing rss**: then `tidings serve` with a minutely schedule for every member added:
 //!    its peak memory while it enrolls the whole base and advances the runs
-//!    (`TIDINGS_BENCH_FIRING_SECONDS`, default 45).
+//!    (`TIDINGS_BENCH_FIRING_SECONDS`, default 60).
 //!
 //! ```sh
 //! cargo bench --bench engine                              # 1,000,000 members
@@ -303,7 +303,10 @@ async fn main() {
     std::thread::sleep(Duration::from_secs(15));
     let (peak, anon, file) =
         (memory_mib(worker.id(), "VmHWM:"), memory_mib(worker.id(), "RssAnon:"), memory_mib(worker.id(), "RssFile:"));
-    worker.kill().unwrap();
+    // SIGTERM, so the worker gives back its leases (the scheduler's among them) and `serve`
+    // below fires at once instead of waiting for a dead holder's lease to run out.
+    let stopped = std::process::Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
     worker.wait().unwrap();
     println!(
         "rss        `tidings worker` over {members} members and {members}+ waiting runs: peak {peak:.0} MiB \
