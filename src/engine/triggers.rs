@@ -154,6 +154,7 @@ impl Engine {
                 None => break,
             }
         }
+        self.store.after_enrollment(total).await?;
         tracing::info!(journey = %journey.id, %fire_at, enrolled = total, "schedule fired");
         Ok(total)
     }
