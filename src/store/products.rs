@@ -9,6 +9,9 @@
 //!   an import).
 //! - [`Store::shelves`]: what a batch of members may be shown — five queries per batch,
 //!   whatever its size, then `recommend::shelf` per member.
+//! - [`Store::cached_shelves`]: the same with the model and the catalogue kept in a
+//!   [`ShelfCache`] while `recommendation_stamps` (migration 0010) says they are current:
+//!   one read of the stamps, then the batch's purchases and what it was shown.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
