@@ -1,4 +1,6 @@
-//! Recommendations at scale, on SQLite (a file, as `serve` opens it):
+//! Recommendations at scale, on SQLite (a file, as `serve` opens it), or on a fresh
+//! PostgreSQL database with `TIDINGS_BENCH_POSTGRES_URL=postgres://…/db` (as
+//! `benches/engine.rs`):
 //!
 //! 1. load: a catalogue of 5,000 products in 50 categories and `MEMBERS` × 5 order lines
 //!    (one order of five lines per member; 70 % of a member's lines from a "taste" of ten
@@ -36,31 +38,72 @@ fn env_number(name: &str, default: usize) -> usize {
 const PRODUCTS: usize = 5_000;
 
 async fn load(store: &Store, members: usize) -> std::time::Duration {
-    let Store::Sqlite(pool) = store else { panic!("the bench runs on SQLite") };
     let started = Instant::now();
-    let products = format!(
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
-         INSERT INTO products (id, title, url, image_url, price, currency, category, tags, in_stock, published, updated_at) \
-         SELECT 'p' || i, 'Product ' || i, 'https://shop.example/p/' || i, 'https://shop.example/i/' || i || '.jpg', \
-                1000 + (i * 37) % 50000, 'CNY', 'c' || (i % 50), '[]', (i % 97) <> 0, 1, '2026-05-01T00:00:00.000000Z' \
-         FROM n",
-        last = PRODUCTS - 1
-    );
-    sqlx::query(sqlx::AssertSqlSafe(products)).execute(pool).await.unwrap();
     let lines = members * 5;
+    // The same rows on both engines: a recursive counter on SQLite, `generate_series` on
+    // PostgreSQL (with its booleans, JSON and timestamps spelled out).
+    let (counter, tags, yes, at) = match store {
+        Store::Sqlite(_) => (
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) ",
+            "'[]'",
+            "1",
+            "'2026-05-01T00:00:00.000000Z'",
+        ),
+        Store::Postgres(_) => ("", "'[]'::jsonb", "true", "'2026-05-01T00:00:00Z'::timestamptz"),
+        Store::Memory(_) => panic!("the bench runs on a SQLite file or PostgreSQL"),
+    };
+    let from = |last: usize| match store {
+        Store::Postgres(_) => format!("FROM generate_series(0::bigint, {last}) AS n(i)"),
+        _ => "FROM n".to_string(),
+    };
+    let products = format!(
+        "{counter}INSERT INTO products (id, title, url, image_url, price, currency, category, tags, in_stock, published, updated_at) \
+         SELECT 'p' || i, 'Product ' || i, 'https://shop.example/p/' || i, 'https://shop.example/i/' || i || '.jpg', \
+                1000 + (i * 37) % 50000, 'CNY', 'c' || (i % 50), {tags}, (i % 97) <> 0, {yes}, {at} \
+         {from}",
+        counter = counter.replace("{last}", &(PRODUCTS - 1).to_string()),
+        from = from(PRODUCTS - 1),
+    );
     let order_lines = format!(
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
-         INSERT INTO order_lines (event_id, line, member_id, product_id, quantity, price, ordered_at) \
+        "{counter}INSERT INTO order_lines (event_id, line, member_id, product_id, quantity, price, ordered_at) \
          SELECT 'o' || (i / 5), i % 5, 'm' || ((i / 5) % {members}), \
                 'p' || (CASE WHEN (i * 7919) % 10 < 7 \
                              THEN (((i / 5) % {members}) % 500) * 10 + (i * 31) % 10 \
                              ELSE (i * 2654435761) % {PRODUCTS} END), \
-                1, 1000, '2026-05-01T00:00:00.000000Z' \
-         FROM n",
-        last = lines - 1
+                1, 1000, {at} \
+         {from}",
+        counter = counter.replace("{last}", &(lines - 1).to_string()),
+        from = from(lines - 1),
     );
-    sqlx::query(sqlx::AssertSqlSafe(order_lines)).execute(pool).await.unwrap();
+    for statement in [products, order_lines] {
+        match store {
+            Store::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(statement)).execute(pool).await.map(|_| ()),
+            Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(statement)).execute(pool).await.map(|_| ()),
+            Store::Memory(_) => unreachable!(),
+        }
+        .unwrap();
+    }
+    if let Store::Postgres(pool) = store {
+        // As autovacuum would have by the time the engine reads them.
+        sqlx::query("ANALYZE").execute(pool).await.unwrap();
+    }
     started.elapsed()
+}
+
+/// The database of the run: a SQLite file in `dir`, or a fresh PostgreSQL database beside
+/// `TIDINGS_BENCH_POSTGRES_URL`'s (dropped first if a killed run left it), as
+/// `benches/engine.rs` makes it.
+async fn database(dir: &Path) -> String {
+    let Ok(base) = std::env::var("TIDINGS_BENCH_POSTGRES_URL") else {
+        return format!("sqlite://{}", dir.join("bench.db").display());
+    };
+    use sqlx::Connection as _;
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to TIDINGS_BENCH_POSTGRES_URL");
+    for statement in ["DROP DATABASE IF EXISTS tidings_bench_recommend", "CREATE DATABASE tidings_bench_recommend"] {
+        sqlx::query(statement).execute(&mut admin).await.unwrap();
+    }
+    let (server, _) = base.rsplit_once('/').expect("a URL naming a database");
+    format!("{server}/tidings_bench_recommend")
 }
 
 fn context(member: &Member, now: chrono::DateTime<chrono::Utc>, unsubscribe: String) -> MessageContext {
@@ -88,8 +131,9 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let url = database(dir.path()).await;
         let store = Store::open(&url).await.unwrap();
+        println!("database: {}", if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite (a file)" });
         let loaded = load(&store, members).await;
         println!(
             "load: {PRODUCTS} products, {members} members, {} order lines in {:.1} s",
