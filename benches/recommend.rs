@@ -1,4 +1,6 @@
-//! Recommendations at scale, on SQLite (a file, as `serve` opens it):
+//! Recommendations at scale, on SQLite (a file, as `serve` opens it), or on a fresh
+//! PostgreSQL database with `TIDINGS_BENCH_POSTGRES_URL=postgres://…/db` (as
+//! `benches/engine.rs`):
 //!
 //! 1. load: a catalogue of 5,000 products in 50 categories and `MEMBERS` × 5 order lines
 //!    (one order of five lines per member; 70 % of a member's lines from a "taste" of ten
@@ -6,7 +8,11 @@
 //! 2. model: `Store::recompute_recommendations` (co-purchase pairs with cosine scores,
 //!    bestsellers overall and per category), as the daily refresh runs it;
 //! 3. reading while rendering: batches of 1,000 members as the engine claims them, each
-//!    batch's shelves read in one `Store::shelves` call, then the birthday email (which
+//!    batch's shelves read in one `Store::cached_shelves` call with one `ShelfCache` for
+//!    the run, as the engine reads them (the model and the catalogue held in memory; the
+//!    first batch reads them), and in one `Store::shelves` call (the batch's slice of the
+//!    model and catalogue read from the database, as before the cache; checked equal),
+//!    then the birthday email (which
 //!    shows three picked products) rendered for every member with tracked links; against
 //!    the same renders with no shelf (the block renders nothing).
 //!
@@ -32,31 +38,72 @@ fn env_number(name: &str, default: usize) -> usize {
 const PRODUCTS: usize = 5_000;
 
 async fn load(store: &Store, members: usize) -> std::time::Duration {
-    let Store::Sqlite(pool) = store else { panic!("the bench runs on SQLite") };
     let started = Instant::now();
-    let products = format!(
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
-         INSERT INTO products (id, title, url, image_url, price, currency, category, tags, in_stock, published, updated_at) \
-         SELECT 'p' || i, 'Product ' || i, 'https://shop.example/p/' || i, 'https://shop.example/i/' || i || '.jpg', \
-                1000 + (i * 37) % 50000, 'CNY', 'c' || (i % 50), '[]', (i % 97) <> 0, 1, '2026-05-01T00:00:00.000000Z' \
-         FROM n",
-        last = PRODUCTS - 1
-    );
-    sqlx::query(sqlx::AssertSqlSafe(products)).execute(pool).await.unwrap();
     let lines = members * 5;
+    // The same rows on both engines: a recursive counter on SQLite, `generate_series` on
+    // PostgreSQL (with its booleans, JSON and timestamps spelled out).
+    let (counter, tags, yes, at) = match store {
+        Store::Sqlite(_) => (
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) ",
+            "'[]'",
+            "1",
+            "'2026-05-01T00:00:00.000000Z'",
+        ),
+        Store::Postgres(_) => ("", "'[]'::jsonb", "true", "'2026-05-01T00:00:00Z'::timestamptz"),
+        Store::Memory(_) => panic!("the bench runs on a SQLite file or PostgreSQL"),
+    };
+    let from = |last: usize| match store {
+        Store::Postgres(_) => format!("FROM generate_series(0::bigint, {last}) AS n(i)"),
+        _ => "FROM n".to_string(),
+    };
+    let products = format!(
+        "{counter}INSERT INTO products (id, title, url, image_url, price, currency, category, tags, in_stock, published, updated_at) \
+         SELECT 'p' || i, 'Product ' || i, 'https://shop.example/p/' || i, 'https://shop.example/i/' || i || '.jpg', \
+                1000 + (i * 37) % 50000, 'CNY', 'c' || (i % 50), {tags}, (i % 97) <> 0, {yes}, {at} \
+         {from}",
+        counter = counter.replace("{last}", &(PRODUCTS - 1).to_string()),
+        from = from(PRODUCTS - 1),
+    );
     let order_lines = format!(
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
-         INSERT INTO order_lines (event_id, line, member_id, product_id, quantity, price, ordered_at) \
+        "{counter}INSERT INTO order_lines (event_id, line, member_id, product_id, quantity, price, ordered_at) \
          SELECT 'o' || (i / 5), i % 5, 'm' || ((i / 5) % {members}), \
                 'p' || (CASE WHEN (i * 7919) % 10 < 7 \
                              THEN (((i / 5) % {members}) % 500) * 10 + (i * 31) % 10 \
                              ELSE (i * 2654435761) % {PRODUCTS} END), \
-                1, 1000, '2026-05-01T00:00:00.000000Z' \
-         FROM n",
-        last = lines - 1
+                1, 1000, {at} \
+         {from}",
+        counter = counter.replace("{last}", &(lines - 1).to_string()),
+        from = from(lines - 1),
     );
-    sqlx::query(sqlx::AssertSqlSafe(order_lines)).execute(pool).await.unwrap();
+    for statement in [products, order_lines] {
+        match store {
+            Store::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(statement)).execute(pool).await.map(|_| ()),
+            Store::Postgres(pool) => sqlx::query(sqlx::AssertSqlSafe(statement)).execute(pool).await.map(|_| ()),
+            Store::Memory(_) => unreachable!(),
+        }
+        .unwrap();
+    }
+    if let Store::Postgres(pool) = store {
+        // As autovacuum would have by the time the engine reads them.
+        sqlx::query("ANALYZE").execute(pool).await.unwrap();
+    }
     started.elapsed()
+}
+
+/// The database of the run: a SQLite file in `dir`, or a fresh PostgreSQL database beside
+/// `TIDINGS_BENCH_POSTGRES_URL`'s (dropped first if a killed run left it), as
+/// `benches/engine.rs` makes it.
+async fn database(dir: &Path) -> String {
+    let Ok(base) = std::env::var("TIDINGS_BENCH_POSTGRES_URL") else {
+        return format!("sqlite://{}", dir.join("bench.db").display());
+    };
+    use sqlx::Connection as _;
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to TIDINGS_BENCH_POSTGRES_URL");
+    for statement in ["DROP DATABASE IF EXISTS tidings_bench_recommend", "CREATE DATABASE tidings_bench_recommend"] {
+        sqlx::query(statement).execute(&mut admin).await.unwrap();
+    }
+    let (server, _) = base.rsplit_once('/').expect("a URL naming a database");
+    format!("{server}/tidings_bench_recommend")
 }
 
 fn context(member: &Member, now: chrono::DateTime<chrono::Utc>, unsubscribe: String) -> MessageContext {
@@ -84,8 +131,9 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let url = database(dir.path()).await;
         let store = Store::open(&url).await.unwrap();
+        println!("database: {}", if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite (a file)" });
         let loaded = load(&store, members).await;
         println!(
             "load: {PRODUCTS} products, {members} members, {} order lines in {:.1} s",
@@ -117,14 +165,24 @@ fn main() {
             ..Member::default()
         };
         let (mut read, mut with_shelf, mut without, mut messages, mut shown) = (0.0, 0.0, 0.0, 0usize, 0usize);
+        let (mut uncached, mut first_batch) = (0.0, 0.0);
+        let cache = tidings::store::products::ShelfCache::new();
         let empty = Shelf::default();
         for b in 0..batches {
             // Members spread over the base, as due deliveries are.
             let ids: Vec<String> =
                 (0..1_000).map(|k| format!("m{}", (b * 1_000 + k) * 7_919 % members.max(1))).collect();
             let started = Instant::now();
-            let shelves = store.shelves(&ids, now, &settings).await.unwrap();
-            read += started.elapsed().as_secs_f64();
+            let slice = store.shelves(&ids, now, &settings).await.unwrap();
+            uncached += started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let shelves = store.cached_shelves(&cache, &ids, now, &settings).await.unwrap();
+            if b == 0 {
+                first_batch = started.elapsed().as_secs_f64();
+            } else {
+                read += started.elapsed().as_secs_f64();
+            }
+            assert!(shelves == slice, "the cache changes no shelf");
             for (i, id) in ids.iter().enumerate() {
                 let member = member_of(id);
                 let links = signer.for_delivery((b * 1_000 + i) as i64, id, Channel::Email);
@@ -144,11 +202,19 @@ fn main() {
         }
         let per = |seconds: f64| seconds / messages as f64 * 1e6;
         println!(
-            "reading: {messages} members in batches of 1,000: shelves {:.1} µs/member ({:.0} members/s), {:.2} products shown per email",
-            per(read),
-            messages as f64 / read,
-            shown as f64 / messages as f64
+            "reading without the cache (the batch's slice of model and catalogue): shelves {:.1} µs/member",
+            per(uncached)
         );
+        println!(
+            "reading with the cache: first batch {:.1} ms (reads the model and the catalogue), then {:.1} µs/member ({:.0} members/s), {:.2} products shown per email; {:?}",
+            first_batch * 1e3,
+            read / (messages.saturating_sub(1_000).max(1)) as f64 * 1e6,
+            (messages.saturating_sub(1_000)) as f64 / read,
+            shown as f64 / messages as f64,
+            cache.loads()
+        );
+        // The steady state: every batch but the first.
+        let read = read / (messages.saturating_sub(1_000).max(1)) as f64 * messages as f64;
         println!(
             "rendering the birthday email: {:.1} µs with three products, {:.1} µs without ({:.0} vs {:.0} emails/s on one thread)",
             per(with_shelf),

@@ -44,10 +44,11 @@ impl Engine {
             }
             (Arc::clone(&registry.templates), names)
         };
-        // The members' product shelves, read for the whole batch in a few queries, and only
-        // when some template shows products.
+        // The members' product shelves, for the whole batch, and only when some template
+        // shows products: the day's model and the catalogue from memory while current, the
+        // batch's purchases and what it was shown from the database.
         let shelves = if templates.uses_shelf() {
-            self.store.shelves(&member_ids, now, &self.options.recommend).await?
+            self.store.cached_shelves(&self.shelf_cache, &member_ids, now, &self.options.recommend).await?
         } else {
             HashMap::new()
         };

@@ -150,6 +150,9 @@ pub struct Engine {
     derived_day: Mutex<Option<chrono::NaiveDate>>,
     /// The same for the recommendation models ([`Engine::refresh_models`]).
     models_day: Mutex<Option<chrono::NaiveDate>>,
+    /// The recommendation model and catalogue between batches, current while the
+    /// database's stamps say so (a rebuild or product write on any worker changes them).
+    shelf_cache: crate::store::products::ShelfCache,
     /// The leases this worker holds, and until when the store says so ([`Engine::hold_lease`]).
     leases: std::sync::Mutex<HashMap<&'static str, DateTime<Utc>>>,
     /// The alert rules ([`alerts`]) and the last minute this process evaluated them in.
@@ -189,6 +192,7 @@ impl Engine {
             schedule_cursor: Mutex::new(HashMap::new()),
             derived_day: Mutex::new(None),
             models_day: Mutex::new(None),
+            shelf_cache: crate::store::products::ShelfCache::new(),
             leases: std::sync::Mutex::new(HashMap::new()),
             alerting: std::sync::RwLock::default(),
             alert_minute: Mutex::new(None),

@@ -69,16 +69,63 @@ pub struct Bought {
     pub last_at: DateTime<Utc>,
 }
 
-/// The slice of the models and the catalogue a batch of members needs (read once per
-/// batch by the edge, shared by its members' shelves).
+/// The recommendation model as the last rebuild left it: co-purchase neighbours and
+/// bestsellers. The edge keeps the whole of it in memory while it is current (it changes
+/// once a day, shared behind an `Arc`), or reads the slice one batch needs; the catalogue
+/// (stock, published) is passed beside it, since it changes at any time.
 #[derive(Debug, Clone, Default)]
 pub struct Model {
     /// Product → its neighbours, best first, with the stored squared cosine.
-    pub neighbours: HashMap<String, Vec<(String, f64)>>,
+    pub neighbours: Neighbours,
     /// Scope (`""` for the whole catalogue, else a category) → product ids, best first.
     pub bestsellers: BTreeMap<String, Vec<String>>,
-    /// Every product named above or bought, that the catalogue knows.
-    pub products: HashMap<String, Product>,
+}
+
+/// The catalogue a shelf may draw from: product id → product (at least every product the
+/// model names for the batch, and the batch's purchases, that the catalogue knows).
+pub type Catalogue = HashMap<String, Product>;
+
+/// Each product's co-purchase neighbours, best first. Product ids are interned (a list of
+/// `(u32, f64)` per product), so the whole model of a large catalogue stays small in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Neighbours {
+    ids: Vec<String>,
+    index: HashMap<String, u32>,
+    lists: Vec<Vec<(u32, f64)>>,
+}
+
+impl Neighbours {
+    fn intern(&mut self, id: &str) -> u32 {
+        if let Some(&i) = self.index.get(id) {
+            return i;
+        }
+        let i = u32::try_from(self.ids.len()).expect("fewer than 2^32 products");
+        self.ids.push(id.to_string());
+        self.index.insert(id.to_string(), i);
+        self.lists.push(Vec::new());
+        i
+    }
+
+    /// Appends `other` to `product`'s neighbours (call in rank order), with the squared cosine.
+    pub fn push(&mut self, product: &str, other: &str, squared: f64) {
+        let (p, o) = (self.intern(product), self.intern(other));
+        self.lists[p as usize].push((o, squared));
+    }
+
+    /// `product`'s neighbours, best first, with their squared cosines (none if unknown).
+    pub fn of(&self, product: &str) -> impl Iterator<Item = (&str, f64)> + '_ {
+        let list = self.index.get(product).map_or(&[][..], |&i| self.lists[i as usize].as_slice());
+        list.iter().map(|&(o, squared)| (self.ids[o as usize].as_str(), squared))
+    }
+
+    /// How many (product, neighbour) pairs are held.
+    pub fn len(&self) -> usize {
+        self.lists.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lists.iter().all(Vec::is_empty)
+    }
 }
 
 /// A product chosen for a member, and why.
@@ -93,8 +140,8 @@ pub struct Pick {
     pub because: Option<String>,
 }
 
-/// The bestsellers of a batch's model, overall and per category, as picks with their
-/// reasons: built once per batch ([`Bestsellers::of`]) and shared by every member's
+/// The bestsellers of the model, overall and per category, as picks with their reasons,
+/// for a catalogue: built once per batch at most ([`Bestsellers::of`]) and shared by every member's
 /// shelf, which filters them when a template asks ([`Shelf::recommend`]). Only products
 /// that may be recommended at all (in stock, published, with a page and a price) are
 /// kept; what one member may not see is the shelf's business.
@@ -105,7 +152,7 @@ pub struct Bestsellers {
 }
 
 impl Bestsellers {
-    pub fn of(model: &Model) -> Bestsellers {
+    pub fn of(model: &Model, products: &Catalogue) -> Bestsellers {
         let by_scope = model
             .bestsellers
             .iter()
@@ -114,7 +161,7 @@ impl Bestsellers {
                     if scope.is_empty() { "a bestseller".to_string() } else { format!("a bestseller in {scope}") };
                 let picks = ids
                     .iter()
-                    .filter_map(|id| model.products.get(id))
+                    .filter_map(|id| products.get(id))
                     .filter(|p| p.recommendable())
                     .map(|p| Pick { product: p.clone(), score: 0.0, reason: reason.clone(), because: None })
                     .collect();
@@ -177,9 +224,10 @@ impl Shelf {
 
 /// The member's shelf at `now`: `bought` is their purchase history (one entry per
 /// product), `shown` the products sent messages showed them within `shown_within`,
-/// `bestsellers` the batch's (`Bestsellers::of(model)`, shared).
+/// `bestsellers` the batch's (`Bestsellers::of(model, products)`, shared).
 pub fn shelf(
     model: &Model,
+    products: &Catalogue,
     bestsellers: &Arc<Bestsellers>,
     bought: &[Bought],
     shown: &HashSet<String>,
@@ -189,7 +237,7 @@ pub fn shelf(
     // What this member may not see: recently shown, and bought unless rebuyable.
     let mut hidden: HashSet<String> = shown.clone();
     for b in bought {
-        let rebuy = model.products.get(&b.product_id).is_some_and(|p| rebuyable(p, b.last_at, settings, now));
+        let rebuy = products.get(&b.product_id).is_some_and(|p| rebuyable(p, b.last_at, settings, now));
         if !rebuy {
             hidden.insert(b.product_id.clone());
         }
@@ -199,13 +247,12 @@ pub fn shelf(
     // Votes: for each candidate, the summed cosine and the purchase that voted most.
     let mut votes: HashMap<&str, (f64, &str, f64)> = HashMap::new();
     for b in bought {
-        let Some(neighbours) = model.neighbours.get(&b.product_id) else { continue };
-        if !model.products.contains_key(&b.product_id) {
+        if !products.contains_key(&b.product_id) {
             continue; // an unknown product id: kept in the orders, ignored here
         }
-        for (other, squared) in neighbours {
+        for (other, squared) in model.neighbours.of(&b.product_id) {
             let cosine = squared.max(0.0).sqrt();
-            let vote = votes.entry(other.as_str()).or_insert((0.0, b.product_id.as_str(), 0.0));
+            let vote = votes.entry(other).or_insert((0.0, b.product_id.as_str(), 0.0));
             vote.0 += cosine;
             if cosine > vote.2 || (cosine == vote.2 && b.product_id.as_str() < vote.1) {
                 vote.1 = b.product_id.as_str();
@@ -216,14 +263,14 @@ pub fn shelf(
     // Rank and filter first, then build only the picks kept.
     let mut ranked: Vec<(&Product, f64, &str)> = votes
         .into_iter()
-        .filter_map(|(id, (score, because, _))| Some((model.products.get(id).filter(|p| allowed(p))?, score, because)))
+        .filter_map(|(id, (score, because, _))| Some((products.get(id).filter(|p| allowed(p))?, score, because)))
         .collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.id.cmp(&b.0.id)));
     let picks = ranked
         .into_iter()
         .take(KEEP)
         .map(|(product, score, because)| {
-            let reason = match model.products.get(because) {
+            let reason = match products.get(because) {
                 Some(b) => format!("because you bought {}", b.title),
                 None => "bought together with your purchases".to_string(),
             };
@@ -231,13 +278,13 @@ pub fn shelf(
         })
         .collect();
 
-    let mut recent: Vec<&Bought> = bought.iter().filter(|b| model.products.contains_key(&b.product_id)).collect();
+    let mut recent: Vec<&Bought> = bought.iter().filter(|b| products.contains_key(&b.product_id)).collect();
     recent.sort_by(|a, b| b.last_at.cmp(&a.last_at).then_with(|| a.product_id.cmp(&b.product_id)));
     let bought_recently = recent
         .into_iter()
         .take(KEEP)
         .map(|b| Pick {
-            product: model.products[&b.product_id].clone(),
+            product: products[&b.product_id].clone(),
             score: 0.0,
             reason: format!("you bought it on {}", b.last_at.format("%Y-%m-%d")),
             because: None,
@@ -280,15 +327,22 @@ mod tests {
         }
     }
 
-    fn model() -> Model {
-        let mut m = Model::default();
+    /// A model and the catalogue beside it.
+    struct Fixture {
+        model: Model,
+        products: Catalogue,
+    }
+
+    fn model() -> Fixture {
+        let mut m = Fixture { model: Model::default(), products: Catalogue::new() };
         for (id, cat) in [("A", "tea"), ("B", "tea"), ("C", "ware"), ("D", "tea"), ("E", "ware")] {
             m.products.insert(id.into(), product(id, cat));
         }
-        m.neighbours.insert("A".into(), vec![("B".into(), 0.64), ("C".into(), 0.25)]);
-        m.neighbours.insert("D".into(), vec![("C".into(), 0.81), ("A".into(), 0.1)]);
-        m.bestsellers.insert("".into(), vec!["A".into(), "E".into(), "C".into(), "B".into()]);
-        m.bestsellers.insert("tea".into(), vec!["A".into(), "D".into(), "B".into()]);
+        for (product, other, squared) in [("A", "B", 0.64), ("A", "C", 0.25), ("D", "C", 0.81), ("D", "A", 0.1)] {
+            m.model.neighbours.push(product, other, squared);
+        }
+        m.model.bestsellers.insert("".into(), vec!["A".into(), "E".into(), "C".into(), "B".into()]);
+        m.model.bestsellers.insert("tea".into(), vec!["A".into(), "D".into(), "B".into()]);
         m
     }
 
@@ -299,17 +353,27 @@ mod tests {
     }
 
     fn shelf_of(
-        model: &Model,
+        m: &Fixture,
         bought: &[Bought],
         shown: &HashSet<String>,
         settings: &Settings,
         now: DateTime<Utc>,
     ) -> Shelf {
-        shelf(model, &Arc::new(Bestsellers::of(model)), bought, shown, settings, now)
+        let bestsellers = Arc::new(Bestsellers::of(&m.model, &m.products));
+        shelf(&m.model, &m.products, &bestsellers, bought, shown, settings, now)
     }
 
     fn ids(picks: &[&Pick]) -> Vec<String> {
         picks.iter().map(|p| p.product.id.clone()).collect()
+    }
+
+    #[test]
+    fn neighbours_keep_their_order_and_scores_by_product() {
+        let m = model();
+        assert_eq!(m.model.neighbours.of("A").collect::<Vec<_>>(), [("B", 0.64), ("C", 0.25)]);
+        assert_eq!(m.model.neighbours.of("B").count(), 0);
+        assert_eq!(m.model.neighbours.of("nobody").count(), 0);
+        assert_eq!(m.model.neighbours.len(), 4);
     }
 
     #[test]
@@ -371,7 +435,7 @@ mod tests {
     #[test]
     fn unknown_products_in_orders_are_ignored_and_purchases_list_newest_first() {
         let mut m = model();
-        m.neighbours.insert("ghost".into(), vec![("E".into(), 0.9)]);
+        m.model.neighbours.push("ghost", "E", 0.9);
         let shelf =
             shelf_of(&m, &bought(&[("ghost", 1), ("A", 9), ("D", 2)]), &HashSet::new(), &Settings::default(), now());
         assert!(shelf.picks.iter().all(|p| p.product.id != "E"));

@@ -9,6 +9,9 @@
 //!   an import).
 //! - [`Store::shelves`]: what a batch of members may be shown — five queries per batch,
 //!   whatever its size, then `recommend::shelf` per member.
+//! - [`Store::cached_shelves`]: the same with the model and the catalogue kept in a
+//!   [`ShelfCache`] while `recommendation_stamps` (migration 0010) says they are current:
+//!   one read of the stamps, then the batch's purchases and what it was shown.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use chrono::{DateTime, Utc};
 use super::{Arg, ReadRow, Store, StoreError, Tx, chunks};
 use crate::condition::Dialect;
 use crate::member::Event;
-use crate::recommend::{self, Bought, KEEP, Model, Product, Shelf};
+use crate::recommend::{self, Bought, Catalogue, KEEP, Model, Product, Shelf};
 use crate::state::derived::stored_now;
 
 /// Bestsellers kept per scope: more than a shelf shows, since stock changes during the day.
@@ -67,6 +70,19 @@ fn real(dialect: Dialect) -> &'static str {
         Dialect::Sqlite => "REAL",
         Dialect::Postgres => "DOUBLE PRECISION",
     }
+}
+
+/// Bumps one stamp of `recommendation_stamps` in `tx` and returns its new value. On
+/// PostgreSQL the row stays locked until `tx` ends, so writers of the same stamp commit
+/// in stamp order.
+async fn bump_stamp(tx: &mut Tx, name: &str) -> Result<i64, StoreError> {
+    let mut sql = tx.sql();
+    sql.push("UPDATE recommendation_stamps SET stamp = stamp + 1 WHERE name = ").bind(Arg::text(name));
+    tx.execute(sql).await?;
+    let mut sql = tx.sql();
+    sql.push("SELECT stamp FROM recommendation_stamps WHERE name = ").bind(Arg::text(name));
+    let stamp = tx.fetch(sql, |r| Ok(r.int("stamp")?.unwrap_or(0))).await?.pop();
+    stamp.ok_or_else(|| StoreError::corrupt("recommendation_stamps", format!("no `{name}` row")))
 }
 
 /// Stores the line items of the `order.placed` events among `events` (new ones: the
@@ -121,7 +137,9 @@ impl Store {
         unique.sort_by(|a, b| a.id.cmp(&b.id));
         let mut out = ProductsWritten::default();
         let mut tx = self.begin_write().await?;
-        for chunk in chunks(&unique, 11) {
+        // The rows carry the new stamp: caches read what was written after their copy.
+        let stamp = bump_stamp(&mut tx, "products").await?;
+        for chunk in chunks(&unique, 12) {
             let mut sql = tx.sql();
             sql.push("SELECT id FROM products WHERE ");
             sql.in_list("id", chunk.iter().map(|p| p.id.clone()).collect());
@@ -130,7 +148,7 @@ impl Store {
             out.inserted += chunk.len() as u64 - existing;
 
             let mut sql = tx.sql();
-            sql.push(&format!("INSERT INTO products ({PRODUCT_COLUMNS}, updated_at) VALUES "));
+            sql.push(&format!("INSERT INTO products ({PRODUCT_COLUMNS}, updated_at, stamp) VALUES "));
             for (i, p) in chunk.iter().enumerate() {
                 let tags = serde_json::to_string(&p.tags).expect("strings serialize");
                 sql.values_row(
@@ -147,6 +165,7 @@ impl Store {
                         Arg::Bool(p.in_stock),
                         Arg::Bool(p.published),
                         Arg::Timestamp(Some(stored_now(now))),
+                        Arg::Int(Some(stamp)),
                     ],
                 );
             }
@@ -154,7 +173,7 @@ impl Store {
                 " ON CONFLICT (id) DO UPDATE SET title = excluded.title, url = excluded.url, \
                  image_url = excluded.image_url, price = excluded.price, currency = excluded.currency, \
                  category = excluded.category, tags = excluded.tags, in_stock = excluded.in_stock, \
-                 published = excluded.published, updated_at = excluded.updated_at",
+                 published = excluded.published, updated_at = excluded.updated_at, stamp = excluded.stamp",
             );
             tx.execute(sql).await?;
         }
@@ -167,6 +186,8 @@ impl Store {
         let mut sql = self.sql();
         sql.push("DELETE FROM products WHERE ").in_list("id", ids.to_vec());
         let mut tx = self.begin_write().await?;
+        // A cache cannot read a deleted row: it reads the whole catalogue again.
+        bump_stamp(&mut tx, "catalogue").await?;
         let n = tx.execute(sql).await?;
         tx.commit().await?;
         Ok(n)
@@ -202,6 +223,8 @@ impl Store {
     ) -> Result<ModelBuilt, StoreError> {
         let since = stored_now(now) - settings.window.to_chrono();
         let mut tx = self.begin_write().await?;
+        // Every worker's cached model is stale from this commit on.
+        bump_stamp(&mut tx, "models").await?;
         let mut out = ModelBuilt::default();
         let mut sql = tx.sql();
         sql.push("DELETE FROM product_pairs");
@@ -271,8 +294,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The three stamps of `recommendation_stamps` (migration 0010), read in one query.
+    async fn recommendation_stamps(&self) -> Result<Stamps, StoreError> {
+        let mut sql = self.sql();
+        sql.push("SELECT name, stamp FROM recommendation_stamps");
+        let rows = self.fetch(sql, |r| Ok((r.text("name")?.unwrap_or_default(), r.int("stamp")?.unwrap_or(0)))).await?;
+        let mut stamps = Stamps::default();
+        for (name, stamp) in rows {
+            match name.as_str() {
+                "models" => stamps.models = stamp,
+                "products" => stamps.products = stamp,
+                "catalogue" => stamps.catalogue = stamp,
+                _ => {}
+            }
+        }
+        Ok(stamps)
+    }
+
     /// The shelf of each member of a batch at `now` (`recommend::shelf`), read with five
-    /// queries for the whole batch: purchases, neighbours, bestsellers, products, shown.
+    /// queries for the whole batch: purchases, the neighbours of those purchases, the
+    /// bestsellers, the products all these name, and what was shown. For one-off reads
+    /// (`preview`, `tidings member`); the engine keeps the model in memory
+    /// ([`Store::cached_shelves`]), with the same result.
     pub async fn shelves(
         &self,
         member_ids: &[String],
@@ -282,7 +325,47 @@ impl Store {
         if member_ids.is_empty() {
             return Ok(HashMap::new());
         }
-        // Purchases: one row per member and product, with the last time.
+        let bought = self.purchases(member_ids).await?;
+        let purchased: Vec<String> =
+            bought.values().flatten().map(|b| b.product_id.clone()).collect::<HashSet<_>>().into_iter().collect();
+        let model = self.read_model(Some(&purchased)).await?;
+        let mut wanted: HashSet<&str> = purchased.iter().map(String::as_str).collect();
+        for id in &purchased {
+            wanted.extend(model.neighbours.of(id).map(|(other, _)| other));
+        }
+        wanted.extend(model.bestsellers.values().flatten().map(String::as_str));
+        let wanted: Vec<String> = wanted.into_iter().map(str::to_string).collect();
+        let products = self.products(&wanted).await?;
+        let shown = self.shown(member_ids, now, settings).await?;
+        let bestsellers = Arc::new(recommend::Bestsellers::of(&model, &products));
+        Ok(assemble(member_ids, &model, &products, &bestsellers, &bought, &shown, settings, now))
+    }
+
+    /// [`Store::shelves`] with the model and the catalogue kept in `cache` while they are
+    /// current: one read of the stamps per batch (a rebuild or a product write on any worker
+    /// changes them), then the batch's purchases and what was shown. A changed model is
+    /// read whole; changed products are read by their stamp (only those written since),
+    /// the whole catalogue after a delete.
+    pub async fn cached_shelves(
+        &self,
+        cache: &ShelfCache,
+        member_ids: &[String],
+        now: DateTime<Utc>,
+        settings: &recommend::Settings,
+    ) -> Result<HashMap<String, Shelf>, StoreError> {
+        if member_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // The stamps first: what is read after them is at least as new as they say.
+        let stamps = self.recommendation_stamps().await?;
+        let (model, products, bestsellers) = cache.current(self, stamps).await?;
+        let bought = self.purchases(member_ids).await?;
+        let shown = self.shown(member_ids, now, settings).await?;
+        Ok(assemble(member_ids, &model, &products, &bestsellers, &bought, &shown, settings, now))
+    }
+
+    /// Purchases of a batch of members: one entry per member and product, with the last time.
+    async fn purchases(&self, member_ids: &[String]) -> Result<HashMap<String, Vec<Bought>>, StoreError> {
         let mut bought: HashMap<String, Vec<Bought>> = HashMap::new();
         for chunk in chunks(member_ids, 1) {
             let mut sql = self.sql();
@@ -299,32 +382,44 @@ impl Store {
                 bought.entry(member).or_default().push(Bought { product_id, last_at });
             }
         }
-        let purchased: Vec<String> =
-            bought.values().flatten().map(|b| b.product_id.clone()).collect::<HashSet<_>>().into_iter().collect();
+        Ok(bought)
+    }
 
+    /// The model as rebuilt: the neighbours of `of` (all of them with `None`) and every
+    /// bestseller.
+    async fn read_model(&self, of: Option<&[String]>) -> Result<Model, StoreError> {
+        // The squared cosine read as an integer (parts per 10^12) through the one row
+        // adapter both engines share.
+        const PAIRS: &str = "SELECT product_id, other_id, CAST(score * 1000000000000 AS BIGINT) AS score_ppt \
+                             FROM product_pairs";
+        let pair = |r: &dyn ReadRow| {
+            Ok((
+                r.text("product_id")?.unwrap_or_default(),
+                r.text("other_id")?.unwrap_or_default(),
+                r.int("score_ppt")?.unwrap_or(0) as f64 / 1e12,
+            ))
+        };
         let mut model = Model::default();
-        for chunk in chunks(&purchased, 1) {
-            let mut sql = self.sql();
-            // The squared cosine read as an integer (parts per 10^12) through the one row
-            // adapter both engines share.
-            sql.push(
-                "SELECT product_id, other_id, CAST(score * 1000000000000 AS BIGINT) AS score_ppt \
-                 FROM product_pairs WHERE ",
-            )
-            .in_list("product_id", chunk.to_vec())
-            .push(" ORDER BY product_id, rank");
-            let rows = self
-                .fetch(sql, |r| {
-                    Ok((
-                        r.text("product_id")?.unwrap_or_default(),
-                        r.text("other_id")?.unwrap_or_default(),
-                        r.int("score_ppt")?.unwrap_or(0) as f64 / 1e12,
-                    ))
-                })
-                .await?;
-            for (product, other, score) in rows {
-                model.neighbours.entry(product).or_default().push((other, score));
+        let mut rows = Vec::new();
+        match of {
+            Some(ids) => {
+                for chunk in chunks(ids, 1) {
+                    let mut sql = self.sql();
+                    sql.push(PAIRS)
+                        .push(" WHERE ")
+                        .in_list("product_id", chunk.to_vec())
+                        .push(" ORDER BY product_id, rank");
+                    rows.extend(self.fetch(sql, pair).await?);
+                }
             }
+            None => {
+                let mut sql = self.sql();
+                sql.push(PAIRS).push(" ORDER BY product_id, rank");
+                rows = self.fetch(sql, pair).await?;
+            }
+        }
+        for (product, other, score) in rows {
+            model.neighbours.push(&product, &other, score);
         }
         let mut sql = self.sql();
         sql.push(&format!(
@@ -336,17 +431,26 @@ impl Store {
         for (scope, product) in rows {
             model.bestsellers.entry(scope).or_default().push(product);
         }
+        Ok(model)
+    }
 
-        let wanted: Vec<String> = purchased
-            .iter()
-            .cloned()
-            .chain(model.neighbours.values().flatten().map(|(id, _)| id.clone()))
-            .chain(model.bestsellers.values().flatten().cloned())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        model.products = self.products(&wanted).await?;
+    /// Products written after stamp `after` (all of them with `None`).
+    async fn products_since(&self, after: Option<i64>) -> Result<Vec<Product>, StoreError> {
+        let mut sql = self.sql();
+        sql.push(&format!("SELECT {PRODUCT_COLUMNS} FROM products"));
+        if let Some(after) = after {
+            sql.push(" WHERE stamp > ").bind(Arg::Int(Some(after)));
+        }
+        self.fetch(sql, read_product).await
+    }
 
+    /// What sent messages showed each member of a batch within `shown_within`.
+    async fn shown(
+        &self,
+        member_ids: &[String],
+        now: DateTime<Utc>,
+        settings: &recommend::Settings,
+    ) -> Result<HashMap<String, HashSet<String>>, StoreError> {
         let mut shown: HashMap<String, HashSet<String>> = HashMap::new();
         let since = now - settings.shown_within.to_chrono();
         for chunk in chunks(member_ids, 2) {
@@ -364,18 +468,145 @@ impl Store {
                 shown.entry(member).or_default().insert(product);
             }
         }
+        Ok(shown)
+    }
+}
 
-        let none = HashSet::new();
-        let bestsellers = Arc::new(recommend::Bestsellers::of(&model));
-        Ok(member_ids
-            .iter()
-            .map(|id| {
-                let history = bought.get(id).map_or(&[][..], Vec::as_slice);
-                let shown = shown.get(id).unwrap_or(&none);
-                let shelf = recommend::shelf(&model, &bestsellers, history, shown, settings, now);
-                (id.clone(), shelf)
-            })
-            .collect())
+/// Each member's shelf from what was read for the batch (pure, `recommend::shelf`).
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    member_ids: &[String],
+    model: &Model,
+    products: &Catalogue,
+    bestsellers: &Arc<recommend::Bestsellers>,
+    bought: &HashMap<String, Vec<Bought>>,
+    shown: &HashMap<String, HashSet<String>>,
+    settings: &recommend::Settings,
+    now: DateTime<Utc>,
+) -> HashMap<String, Shelf> {
+    let none = HashSet::new();
+    member_ids
+        .iter()
+        .map(|id| {
+            let history = bought.get(id).map_or(&[][..], Vec::as_slice);
+            let shown = shown.get(id).unwrap_or(&none);
+            (id.clone(), recommend::shelf(model, products, bestsellers, history, shown, settings, now))
+        })
+        .collect()
+}
+
+/// The values of `recommendation_stamps` (migration 0010).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Stamps {
+    models: i64,
+    products: i64,
+    catalogue: i64,
+}
+
+/// How often a [`ShelfCache`] read from the database, for tests and the bench.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheLoads {
+    /// Whole reads of the model (co-purchase pairs and bestsellers).
+    pub models: u64,
+    /// Whole reads of the catalogue (the first, and after a delete).
+    pub catalogues: u64,
+    /// Reads of the products written since the copy (after an upsert).
+    pub product_updates: u64,
+}
+
+/// The recommendation model and the catalogue, kept in memory by a process between
+/// batches (the engine holds one; [`Store::cached_shelves`]), each with the stamp it was
+/// read at. Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct ShelfCache {
+    held: Arc<std::sync::Mutex<Held>>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    model: Option<(i64, Arc<Model>)>,
+    /// The catalogue, at (catalogue, products) stamps.
+    products: Option<((i64, i64), Arc<Catalogue>)>,
+    /// The bestsellers of that model and catalogue, built once for both.
+    bestsellers: Option<((i64, i64, i64), Arc<recommend::Bestsellers>)>,
+    loads: CacheLoads,
+}
+
+type Current = (Arc<Model>, Arc<Catalogue>, Arc<recommend::Bestsellers>);
+
+impl ShelfCache {
+    pub fn new() -> ShelfCache {
+        ShelfCache::default()
+    }
+
+    pub fn loads(&self) -> CacheLoads {
+        self.lock().loads
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        // A panic elsewhere cannot leave a half-written copy: every field is replaced whole.
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The model, catalogue and bestsellers at `stamps`, reading from `store` what is
+    /// older in memory. Two batches reading at once may both read; the later write wins,
+    /// and both are current.
+    async fn current(&self, store: &Store, stamps: Stamps) -> Result<Current, StoreError> {
+        let (model, products) = {
+            let mut held = self.lock();
+            let products = match &held.products {
+                Some((at, _)) if *at == (stamps.catalogue, stamps.products) => held.products.clone(),
+                // Taken out to be updated in place (no other copy of it is then held).
+                _ => held.products.take(),
+            };
+            (held.model.clone(), products)
+        };
+        let model = match model {
+            Some((stamp, model)) if stamp == stamps.models => model,
+            _ => {
+                let model = Arc::new(store.read_model(None).await?);
+                let mut held = self.lock();
+                held.loads.models += 1;
+                held.model = Some((stamps.models, Arc::clone(&model)));
+                model
+            }
+        };
+        let at = (stamps.catalogue, stamps.products);
+        let products = match products {
+            Some((held_at, products)) if held_at == at => products,
+            Some(((catalogue, since), mut products)) if catalogue == stamps.catalogue => {
+                // Upserts only: the rows written since.
+                let changed = store.products_since(Some(since)).await?;
+                let copy = Arc::make_mut(&mut products);
+                for p in changed {
+                    copy.insert(p.id.clone(), p);
+                }
+                let mut held = self.lock();
+                held.loads.product_updates += 1;
+                held.products = Some((at, Arc::clone(&products)));
+                products
+            }
+            _ => {
+                let products: Catalogue =
+                    store.products_since(None).await?.into_iter().map(|p| (p.id.clone(), p)).collect();
+                let products = Arc::new(products);
+                let mut held = self.lock();
+                held.loads.catalogues += 1;
+                held.products = Some((at, Arc::clone(&products)));
+                products
+            }
+        };
+        let key = (stamps.models, stamps.catalogue, stamps.products);
+        let mut held = self.lock();
+        let bestsellers = match &held.bestsellers {
+            Some((built, bestsellers)) if *built == key => Arc::clone(bestsellers),
+            _ => {
+                let bestsellers = Arc::new(recommend::Bestsellers::of(&model, &products));
+                held.bestsellers = Some((key, Arc::clone(&bestsellers)));
+                bestsellers
+            }
+        };
+        Ok((model, products, bestsellers))
     }
 }
 

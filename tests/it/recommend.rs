@@ -65,6 +65,83 @@ fn ids(picks: Vec<&recommend::Pick>) -> Vec<String> {
     picks.into_iter().map(|p| p.product.id.clone()).collect()
 }
 
+/// The engine's cached shelves on `reader` (think: one worker) against writes through
+/// `writer` (another worker, its own pool on the same database): a rebuild, a product
+/// going out of stock, a product deleted — each seen by the reader's next batch, and the
+/// cached shelves always equal to the ones read without a cache.
+async fn cached_shelves_follow_another_workers_writes(reader: Store, writer: Store) {
+    use tidings::store::products::{CacheLoads, ShelfCache};
+    small_shop(&writer).await;
+    let now = at("2026-06-01T00:00:00Z");
+    let members = ["ann".to_string(), "zoe".to_string()];
+    let settings = recommend::Settings::default();
+    let cache = ShelfCache::new();
+    let cached = |cache: &ShelfCache| {
+        let (reader, members, settings) = (reader.clone(), members.clone(), settings.clone());
+        let cache = cache.clone();
+        async move {
+            let cached = reader.cached_shelves(&cache, &members, now, &settings).await.unwrap();
+            let uncached = reader.shelves(&members, now, &settings).await.unwrap();
+            assert_eq!(cached, uncached, "the cache changes nothing");
+            cached
+        }
+    };
+
+    let first = cached(&cache).await;
+    assert!(!first["ann"].picks.iter().any(|p| p.product.id == "E"), "{:?}", first["ann"].picks);
+    let _ = cached(&cache).await;
+    assert_eq!(cache.loads(), CacheLoads { models: 1, catalogues: 1, product_updates: 0 }, "read once, then held");
+
+    // A rebuild on the other worker: E is now bought with A.
+    let orders =
+        [order("o7", "m6", 7, &["A", "E"]), order("o8", "m7", 8, &["A", "E"]), order("o9", "m8", 9, &["A", "E"])];
+    writer.append_events(&orders, now, &Default::default()).await.unwrap();
+    writer.recompute_recommendations(now, &settings).await.unwrap();
+    let rebuilt = cached(&cache).await;
+    assert!(rebuilt["ann"].picks.iter().any(|p| p.product.id == "E"), "{:?}", rebuilt["ann"].picks);
+    assert_eq!(cache.loads().models, 2, "the rebuild's stamp made the model stale");
+
+    // B goes out of stock there: gone from the next batch here.
+    let mut b = product("B", "ware");
+    b.in_stock = false;
+    writer.upsert_products(&[b], now).await.unwrap();
+    let after = cached(&cache).await;
+    for (member, shelf) in &after {
+        let shown = ids(shelf.recommend(20, None));
+        assert!(!shown.contains(&"B".to_string()), "{member}: {shown:?}");
+    }
+    assert_eq!(cache.loads().product_updates, 1, "only the rows written since were read");
+
+    // E is deleted there: gone too (the whole catalogue is read again).
+    writer.delete_products(&["E".to_string()]).await.unwrap();
+    let after = cached(&cache).await;
+    for (member, shelf) in &after {
+        let shown = ids(shelf.recommend(20, None));
+        assert!(!shown.contains(&"E".to_string()), "{member}: {shown:?}");
+    }
+    assert_eq!(cache.loads(), CacheLoads { models: 2, catalogues: 2, product_updates: 1 });
+}
+
+mod cached_shelves_follow_another_workers_writes {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_file() {
+        let (pool, dir) = crate::support::sqlite_pool().await;
+        let url = format!("sqlite://{}", dir.path().join("tidings.db").display());
+        let writer = Store::open(&url).await.unwrap();
+        cached_shelves_follow_another_workers_writes(Store::Sqlite(pool), writer).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        if let Some((pool, url)) = crate::support::postgres_schema("cached_shelves_follow").await {
+            let writer = Store::open(&url).await.unwrap();
+            cached_shelves_follow_another_workers_writes(Store::Postgres(pool), writer).await;
+        }
+    }
+}
+
 on_both_engines! {
     async fn a_member_who_bought_a_gets_b_and_not_a_again_and_never_an_out_of_stock_product(store) {
         small_shop(&store).await;
