@@ -33,6 +33,8 @@
 //! Members are generated with one set-based `INSERT … SELECT` (what they are matters, not how
 //! they got there: `benches/member_state.rs` measures the importer). One run, wall-clock time.
 
+#[path = "support/database.rs"]
+mod database;
 #[path = "support/smtp_sink.rs"]
 mod smtp_sink;
 
@@ -131,21 +133,6 @@ async fn seed_waiting_runs(store: &Store, version: &str) {
     .unwrap();
 }
 
-/// The database of the run: a SQLite file in `dir`, or a fresh PostgreSQL database beside
-/// `TIDINGS_BENCH_POSTGRES_URL`'s (dropped first if a killed run left it).
-async fn database(dir: &Path) -> String {
-    let Ok(base) = std::env::var("TIDINGS_BENCH_POSTGRES_URL") else {
-        return format!("sqlite://{}", dir.join("bench.db").display());
-    };
-    use sqlx::Connection as _;
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to TIDINGS_BENCH_POSTGRES_URL");
-    for statement in ["DROP DATABASE IF EXISTS tidings_bench_engine", "CREATE DATABASE tidings_bench_engine"] {
-        sqlx::query(statement).execute(&mut admin).await.unwrap();
-    }
-    let (server, _) = base.rsplit_once('/').expect("a URL naming a database");
-    format!("{server}/tidings_bench_engine")
-}
-
 async fn count_by_status(store: &Store) -> Vec<(String, i64)> {
     let sql = "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status";
     match store {
@@ -199,7 +186,7 @@ fn memory_mib(pid: u32, field: &str) -> f64 {
 async fn main() {
     let members: u64 = std::env::var("TIDINGS_BENCH_MEMBERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let database_url = database(dir.path()).await;
+    let database_url = database::database(dir.path(), "tidings_bench_engine").await;
     let connections: usize =
         std::env::var("TIDINGS_BENCH_SMTP_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
     write(

@@ -19,6 +19,9 @@
 //! `cargo bench --bench recommend` (env: `MEMBERS`, default 200000; the size is
 //! `MEMBERS=1000000`, i.e. 5,000,000 order lines; `BATCHES`, default 20).
 
+#[path = "support/database.rs"]
+mod database;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -90,22 +93,6 @@ async fn load(store: &Store, members: usize) -> std::time::Duration {
     started.elapsed()
 }
 
-/// The database of the run: a SQLite file in `dir`, or a fresh PostgreSQL database beside
-/// `TIDINGS_BENCH_POSTGRES_URL`'s (dropped first if a killed run left it), as
-/// `benches/engine.rs` makes it.
-async fn database(dir: &Path) -> String {
-    let Ok(base) = std::env::var("TIDINGS_BENCH_POSTGRES_URL") else {
-        return format!("sqlite://{}", dir.join("bench.db").display());
-    };
-    use sqlx::Connection as _;
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to TIDINGS_BENCH_POSTGRES_URL");
-    for statement in ["DROP DATABASE IF EXISTS tidings_bench_recommend", "CREATE DATABASE tidings_bench_recommend"] {
-        sqlx::query(statement).execute(&mut admin).await.unwrap();
-    }
-    let (server, _) = base.rsplit_once('/').expect("a URL naming a database");
-    format!("{server}/tidings_bench_recommend")
-}
-
 fn context(member: &Member, now: chrono::DateTime<chrono::Utc>, unsubscribe: String) -> MessageContext {
     let vars = serde_json::json!({ "gift_points": 2000, "treat": "a free pot of Da Hong Pao" });
     MessageContext {
@@ -131,7 +118,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let url = database(dir.path()).await;
+        let url = database::database(dir.path(), "tidings_bench_recommend").await;
         let store = Store::open(&url).await.unwrap();
         println!("database: {}", if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite (a file)" });
         let loaded = load(&store, members).await;
