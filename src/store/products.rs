@@ -77,10 +77,9 @@ fn real(dialect: Dialect) -> &'static str {
 /// in stamp order.
 async fn bump_stamp(tx: &mut Tx, name: &str) -> Result<i64, StoreError> {
     let mut sql = tx.sql();
-    sql.push("UPDATE recommendation_stamps SET stamp = stamp + 1 WHERE name = ").bind(Arg::text(name));
-    tx.execute(sql).await?;
-    let mut sql = tx.sql();
-    sql.push("SELECT stamp FROM recommendation_stamps WHERE name = ").bind(Arg::text(name));
+    sql.push("UPDATE recommendation_stamps SET stamp = stamp + 1 WHERE name = ")
+        .bind(Arg::text(name))
+        .push(" RETURNING stamp");
     let stamp = tx.fetch(sql, |r| Ok(r.int("stamp")?.unwrap_or(0))).await?.pop();
     stamp.ok_or_else(|| StoreError::corrupt("recommendation_stamps", format!("no `{name}` row")))
 }
