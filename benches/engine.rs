@@ -267,6 +267,14 @@ async fn main() {
         tick.sent,
         per_second(tick.sent, end_to_end)
     );
+    if let Some((_, tools, port)) = &sink {
+        let ceiling = smtp_sink::smtp_source(tools, *port, tick.sent.max(1), connections, 2_048);
+        let ours = tick.sent as f64 / end_to_end.as_secs_f64();
+        println!(
+            "ceiling    smtp-source, {connections} sessions, 2 KB: {ceiling:.0}/s; the tick end to end is {:.2}× that",
+            ours / ceiling
+        );
+    }
     drop(engine);
 
     let version = journey_version(&store).await;

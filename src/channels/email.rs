@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::rate::RateLimit;
 use super::smtp::{Pool, PoolSettings, SmtpUrl};
-use super::{ChannelConfigError, Outgoing, Receipt, SendError, Sender, wrong_message};
+use super::{ChannelConfigError, Outgoing, Prepared, Receipt, SendError, Sender, wrong_message};
 use crate::config::Config;
 use crate::template::Rendered;
 
@@ -213,10 +213,23 @@ impl EmailSender {
 #[async_trait]
 impl Sender for EmailSender {
     async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
+        let prepared = self.prepare(msg)?;
+        self.send_prepared(msg, prepared).await
+    }
+
+    /// Composes the MIME message: the CPU part of an email's send.
+    fn prepare(&self, msg: &Outgoing) -> Result<Prepared, SendError> {
         let message = self.composer.compose(msg)?;
         let message_id = message.headers().get_raw("Message-ID").map(str::to_string);
+        Ok(Prepared::Bytes { bytes: message.formatted(), envelope: Some(message.envelope().clone()), message_id })
+    }
+
+    async fn send_prepared(&self, msg: &Outgoing, prepared: Prepared) -> Result<Receipt, SendError> {
+        let Prepared::Bytes { bytes, envelope: Some(envelope), message_id } = prepared else {
+            return self.send(msg).await;
+        };
         self.rate.wait().await;
-        self.pool.send(message.envelope(), &message.formatted()).await?;
+        self.pool.send(&envelope, &bytes).await?;
         Ok(Receipt { provider_message_id: message_id })
     }
 

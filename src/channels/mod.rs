@@ -50,6 +50,16 @@ pub struct Outgoing {
     pub unsubscribe_url: Option<String>,
 }
 
+/// What [`Sender::prepare`] made of a message ahead of its send.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    /// Nothing: the sender works from the [`Outgoing`] when it sends.
+    Nothing,
+    /// The bytes that go on the wire or into the file, with the SMTP envelope and the
+    /// `Message-ID` when the message is an email.
+    Bytes { bytes: Vec<u8>, envelope: Option<lettre::address::Envelope>, message_id: Option<String> },
+}
+
 /// What the provider said when it accepted the message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Receipt {
@@ -112,6 +122,19 @@ pub enum Scope {
 #[async_trait::async_trait]
 pub trait Sender: Send + Sync {
     async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError>;
+
+    /// The part of a send that needs neither the network nor a wait (email: composing the
+    /// MIME message), so the engine can do it on its render thread, ahead of the send, and
+    /// its I/O task only sends. A failure here is the send's own failure. Nothing by
+    /// default.
+    fn prepare(&self, _msg: &Outgoing) -> Result<Prepared, SendError> {
+        Ok(Prepared::Nothing)
+    }
+
+    /// Sends `msg` as [`Sender::prepare`] made it ready; by default [`Sender::send`].
+    async fn send_prepared(&self, msg: &Outgoing, _prepared: Prepared) -> Result<Receipt, SendError> {
+        self.send(msg).await
+    }
 
     /// A short name for logs and `tidings serve`'s start-up line: `smtp`, `outbox`, ...
     fn provider(&self) -> &'static str {
@@ -296,6 +319,16 @@ impl Channels {
     /// Sends on the message's channel.
     pub async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
         self.sender(msg.channel).send(msg).await
+    }
+
+    /// [`Sender::prepare`] on the message's channel.
+    pub fn prepare(&self, msg: &Outgoing) -> Result<Prepared, SendError> {
+        self.sender(msg.channel).prepare(msg)
+    }
+
+    /// [`Sender::send_prepared`] on the message's channel.
+    pub async fn send_prepared(&self, msg: &Outgoing, prepared: Prepared) -> Result<Receipt, SendError> {
+        self.sender(msg.channel).send_prepared(msg, prepared).await
     }
 }
 

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::email::Composer;
-use super::{Outgoing, Receipt, SendError, Sender};
+use super::{Outgoing, Prepared, Receipt, SendError, Sender};
 use crate::channel::Channel;
 use crate::template::Rendered;
 
@@ -86,6 +86,12 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[async_trait]
 impl Sender for Outbox {
     async fn send(&self, msg: &Outgoing) -> Result<Receipt, SendError> {
+        let prepared = self.prepare(msg)?;
+        self.send_prepared(msg, prepared).await
+    }
+
+    /// The file's contents (for an email, its MIME message).
+    fn prepare(&self, msg: &Outgoing) -> Result<Prepared, SendError> {
         let channel = match &msg.message {
             Rendered::Email { .. } => Channel::Email,
             Rendered::Sms { .. } => Channel::Sms,
@@ -95,8 +101,12 @@ impl Sender for Outbox {
         if channel != msg.channel {
             return Err(super::wrong_message(msg));
         }
-        let bytes = self.contents(msg)?;
-        let path = self.path(channel, msg.delivery_id);
+        Ok(Prepared::Bytes { bytes: self.contents(msg)?, envelope: None, message_id: None })
+    }
+
+    async fn send_prepared(&self, msg: &Outgoing, prepared: Prepared) -> Result<Receipt, SendError> {
+        let Prepared::Bytes { bytes, .. } = prepared else { return self.send(msg).await };
+        let path = self.path(msg.channel, msg.delivery_id);
         write_atomically(&path, &bytes)
             .await
             .map_err(|e| SendError::unavailable(format!("cannot write {}: {e}", path.display()), None))?;

@@ -14,7 +14,7 @@ use futures_util::StreamExt as _;
 use super::{Engine, EngineError};
 use crate::breaker::{self, Gate};
 use crate::channel::Channel;
-use crate::channels::{Outgoing, Scope, SendError, next_attempt};
+use crate::channels::{Outgoing, Prepared, Scope, SendError, next_attempt};
 use crate::store::deliveries::{ClaimedDelivery, DeliveryOutcome};
 use crate::template::{
     JourneyInfo, LinkTracker, Links, MessageContext, RenderOptions, StepInfo, Untracked, event_value, member_value,
@@ -52,56 +52,18 @@ impl Engine {
         } else {
             HashMap::new()
         };
-        let no_shelf = crate::recommend::Shelf::default();
-        let render = |d: &ClaimedDelivery| -> Result<(Outgoing, Vec<String>), DeliveryOutcome> {
-            let (Some(member), Some(channel), Some(template)) =
-                (members.get(&d.member_id), Channel::parse(&d.channel), d.template.as_deref())
-            else {
-                let error = "the member, channel or template of this delivery is gone".to_string();
-                return Err(DeliveryOutcome::Failed { error, suppress: false });
-            };
-            let links = self.options.links.for_delivery(d.id, &d.member_id, channel);
-            let unsubscribe = links.unsubscribe_url();
-            let context = MessageContext {
-                member: member_value(member, now, self.policies.default_timezone),
-                event: d
-                    .trigger_event_id
-                    .as_ref()
-                    .and_then(|id| events.get(id))
-                    .map(event_value)
-                    .unwrap_or_else(|| serde_json::json!({})),
-                journey: JourneyInfo {
-                    id: d.journey_id.clone(),
-                    name: names.get(&(d.journey_id.clone(), d.version.clone())).cloned().unwrap_or_default(),
-                },
-                step: StepInfo { id: d.step.clone() },
-                variant: d.variant.clone(),
-                vars: d.vars.as_object().cloned().unwrap_or_default(),
-                links: Links { unsubscribe: unsubscribe.clone(), preferences: unsubscribe.clone() },
-                shop: self.options.shop.clone(),
-            };
-            // Email links are tracked (signed click redirects and the open pixel) unless the
-            // template says `tracking: false`; SMS and push keep links as written, short
-            // enough for a segment and a notification.
-            let tracker: &dyn LinkTracker = if channel == Channel::Email { &links } else { &Untracked };
-            let options = RenderOptions { default_timezone: self.policies.default_timezone, links: tracker };
-            let shelf = shelves.get(&d.member_id).unwrap_or(&no_shelf);
-            match templates.render_shelved(template, channel, &context, &options, shelf) {
-                Ok((message, shown)) => Ok((
-                    Outgoing {
-                        delivery_id: d.id,
-                        member_id: d.member_id.clone(),
-                        channel,
-                        to: d.address.clone().unwrap_or_default(),
-                        message,
-                        unsubscribe_url: Some(unsubscribe),
-                    },
-                    shown,
-                )),
-                // A template that does not render for this member never will: fail it
-                // (recorded with the reason), never send a message with a hole.
-                Err(e) => Err(DeliveryOutcome::Failed { error: e.to_string(), suppress: false }),
-            }
+        let renderer = Renderer {
+            members,
+            events,
+            names,
+            templates,
+            shelves,
+            links: self.options.links.clone(),
+            shop: self.options.shop.clone(),
+            default_timezone: self.policies.default_timezone,
+            channels: self.channels.clone(),
+            stopping: Arc::clone(&self.stopping),
+            now,
         };
 
         // The providers' health as all workers left it: a paused provider's deliveries wait.
@@ -121,11 +83,24 @@ impl Engine {
         // re-sends at most that many: the ones in flight and the ones not yet written.
         let group = self.options.send_concurrency.max(1);
         let slots = tokio::sync::Semaphore::new(2 * group);
+        // Rendering (templates, signed links) and composing (MIME) run on a thread of their
+        // own, at most 2 × `send_concurrency` messages ahead of the sends: they are most of
+        // a send's CPU, and on the task that drives the sockets they made sending
+        // single-threaded.
+        let (ready_tx, mut ready) = tokio::sync::mpsc::channel(2 * group);
+        let rendering = tokio::task::spawn_blocking(move || {
+            for d in claimed {
+                let ready = renderer.prepare(&d);
+                if ready_tx.blocking_send((d, ready)).is_err() {
+                    return;
+                }
+            }
+        });
         let (finished_tx, mut finished) = tokio::sync::mpsc::unbounded_channel();
-        let (render, channels, slots) = (&render, &self.channels, &slots);
+        let (channels, slots) = (&self.channels, &slots);
         let send = async move {
-            let mut sends = futures_util::stream::iter(claimed)
-                .map(|d| async move {
+            let mut sends = futures_util::stream::poll_fn(|cx| ready.poll_recv(cx))
+                .map(|(d, ready): (ClaimedDelivery, Ready)| async move {
                     let slot = slots.acquire().await.expect("the semaphore is never closed");
                     // A stopping worker hands what it has not sent back at once, uncharged.
                     if self.is_stopping() {
@@ -134,10 +109,30 @@ impl Engine {
                     if let Some(waits) = self.may_send(&d, &live_now).await {
                         return (Finished::Unsent(d, waits), slot);
                     }
-                    let done = match render(&d) {
-                        Ok((out, shown)) => {
+                    let done = match ready {
+                        Ok((out, prepared, shown)) => {
                             let started = std::time::Instant::now();
-                            let result = channels.send(&out).await;
+                            // Each send is a task of its own, so the protocol work of the
+                            // connections in flight spreads over the runtime's threads
+                            // instead of all being polled by this one task.
+                            let channels = channels.clone();
+                            let sending = tokio::spawn(async move {
+                                let result = match prepared {
+                                    Ok(prepared) => channels.send_prepared(&out, prepared).await,
+                                    Err(error) => Err(error),
+                                };
+                                (out, result)
+                            });
+                            let (out, result) = match sending.await {
+                                Ok(sent) => sent,
+                                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                                // Only a runtime shutting down cancels a task: the message may
+                                // have gone, so it is tried again later, as after a crash.
+                                Err(error) => {
+                                    let error = Some(format!("the send was cancelled: {error}"));
+                                    return (Finished::Unsent(d, DeliveryOutcome::Deferred { at: now, error }), slot);
+                                }
+                            };
                             crate::telemetry::record_send_result(out.channel, &result, started.elapsed());
                             // A provider's failure is told to every worker at once (a
                             // `Retry-After` holds for all from now, not from when this
@@ -234,6 +229,11 @@ impl Engine {
             Ok::<(), EngineError>(())
         };
         tokio::try_join!(send, record)?;
+        if let Err(error) = rendering.await
+            && error.is_panic()
+        {
+            std::panic::resume_unwind(error.into_panic());
+        }
         for (member, token) in unregistered {
             self.store.remove_push_token(&member, &token, now, &self.settings).await?;
         }
@@ -326,4 +326,84 @@ enum Finished {
     Sent(ClaimedDelivery, Box<Outgoing>, Result<crate::channels::Receipt, SendError>, Vec<String>),
     /// Not sendable (its member or template is gone, or it does not render).
     Unsent(ClaimedDelivery, DeliveryOutcome),
+}
+
+/// A delivery made ready on the render thread: the message, what its channel prepared
+/// (or why it could not), and the products it shows; or, when it cannot be rendered, the
+/// outcome to record.
+type Ready = Result<(Outgoing, Result<Prepared, SendError>, Vec<String>), DeliveryOutcome>;
+
+/// What rendering a batch needs, owned, so the render thread can hold it.
+struct Renderer {
+    members: HashMap<String, crate::member::Member>,
+    events: HashMap<String, crate::member::Event>,
+    names: HashMap<(String, String), String>,
+    templates: Arc<crate::template::TemplateCatalog>,
+    shelves: HashMap<String, crate::recommend::Shelf>,
+    links: crate::links::LinkSigner,
+    shop: crate::template::ShopInfo,
+    default_timezone: chrono_tz::Tz,
+    channels: crate::channels::Channels,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    now: DateTime<Utc>,
+}
+
+impl Renderer {
+    /// Renders `d` for its member with its signed links, then lets its channel prepare it.
+    fn prepare(&self, d: &ClaimedDelivery) -> Ready {
+        // A stopping worker gives the delivery back; the send half records that.
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(DeliveryOutcome::Deferred { at: self.now, error: None });
+        }
+        let (Some(member), Some(channel), Some(template)) =
+            (self.members.get(&d.member_id), Channel::parse(&d.channel), d.template.as_deref())
+        else {
+            let error = "the member, channel or template of this delivery is gone".to_string();
+            return Err(DeliveryOutcome::Failed { error, suppress: false });
+        };
+        let links = self.links.for_delivery(d.id, &d.member_id, channel);
+        let unsubscribe = links.unsubscribe_url();
+        let context = MessageContext {
+            member: member_value(member, self.now, self.default_timezone),
+            event: d
+                .trigger_event_id
+                .as_ref()
+                .and_then(|id| self.events.get(id))
+                .map(event_value)
+                .unwrap_or_else(|| serde_json::json!({})),
+            journey: JourneyInfo {
+                id: d.journey_id.clone(),
+                name: self.names.get(&(d.journey_id.clone(), d.version.clone())).cloned().unwrap_or_default(),
+            },
+            step: StepInfo { id: d.step.clone() },
+            variant: d.variant.clone(),
+            vars: d.vars.as_object().cloned().unwrap_or_default(),
+            links: Links { unsubscribe: unsubscribe.clone(), preferences: unsubscribe.clone() },
+            shop: self.shop.clone(),
+        };
+        // Email links are tracked (signed click redirects and the open pixel) unless the
+        // template says `tracking: false`; SMS and push keep links as written, short
+        // enough for a segment and a notification.
+        let tracker: &dyn LinkTracker = if channel == Channel::Email { &links } else { &Untracked };
+        let options = RenderOptions { default_timezone: self.default_timezone, links: tracker };
+        let no_shelf = crate::recommend::Shelf::default();
+        let shelf = self.shelves.get(&d.member_id).unwrap_or(&no_shelf);
+        match self.templates.render_shelved(template, channel, &context, &options, shelf) {
+            Ok((message, shown)) => {
+                let out = Outgoing {
+                    delivery_id: d.id,
+                    member_id: d.member_id.clone(),
+                    channel,
+                    to: d.address.clone().unwrap_or_default(),
+                    message,
+                    unsubscribe_url: Some(unsubscribe),
+                };
+                let prepared = self.channels.prepare(&out);
+                Ok((out, prepared, shown))
+            }
+            // A template that does not render for this member never will: fail it
+            // (recorded with the reason), never send a message with a hole.
+            Err(e) => Err(DeliveryOutcome::Failed { error: e.to_string(), suppress: false }),
+        }
+    }
 }

@@ -161,7 +161,7 @@ pub struct Engine {
     /// Shared rates and provider health ([`provider_limits`]).
     limits: provider_limits::ProviderLimits,
     /// Set by [`Engine::stop`]: finish the batch in flight, claim nothing more.
-    stopping: std::sync::atomic::AtomicBool,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Engine {
@@ -196,7 +196,7 @@ impl Engine {
             leases: std::sync::Mutex::new(HashMap::new()),
             alerting: std::sync::RwLock::default(),
             alert_minute: Mutex::new(None),
-            stopping: std::sync::atomic::AtomicBool::new(false),
+            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -255,11 +255,7 @@ impl Engine {
         if self.is_stopping() {
             return Ok(tick);
         }
-        tick.advanced = self.advance_with(clock).await?;
-        if self.is_stopping() {
-            return Ok(tick);
-        }
-        tick.sent = self.send_with(clock).await?;
+        (tick.advanced, tick.sent) = self.advance_and_send(clock).await?;
         // Alerts watch the engine; a failure to evaluate them must not stop it.
         if let Err(error) = self.watch(clock()).await {
             tracing::error!(%error, "evaluating the alert rules failed");
@@ -296,6 +292,65 @@ impl Engine {
                 return Ok(total);
             }
         }
+    }
+
+    /// Phases 3 and 4 of a tick. On a database, side by side: each batch's deliveries are
+    /// sent while the next batch of runs is decided, so the decisions' database work
+    /// overlaps the rendering and the network (a batch is claimed either way, so the two
+    /// never take the same work). The in-memory store of `simulate` and `preview` keeps
+    /// them one after the other, so a simulated timeline's order does not depend on timing.
+    async fn advance_and_send(&self, clock: &Clock<'_>) -> Result<(usize, usize), EngineError> {
+        if matches!(self.store, Store::Memory(_)) {
+            let advanced = self.advance_with(clock).await?;
+            if self.is_stopping() {
+                return Ok((advanced, 0));
+            }
+            return Ok((advanced, self.send_with(clock).await?));
+        }
+        let advancing = std::sync::atomic::AtomicBool::new(true);
+        let decided = tokio::sync::Notify::new();
+        let advance = async {
+            let mut total = 0;
+            let result = loop {
+                match self.advance_due(clock()).await {
+                    Ok(advanced) => {
+                        total += advanced;
+                        decided.notify_one();
+                        if (advanced as i64) < self.options.batch || self.is_stopping() {
+                            break Ok(total);
+                        }
+                    }
+                    Err(error) => break Err(error),
+                }
+            };
+            advancing.store(false, std::sync::atomic::Ordering::SeqCst);
+            decided.notify_one();
+            result
+        };
+        // Both halves always run to their end (no `try_join`): a send batch is never dropped
+        // halfway because the other half failed.
+        let send = async {
+            let mut total = 0;
+            loop {
+                let more_coming = advancing.load(std::sync::atomic::Ordering::SeqCst);
+                let next_batch = decided.notified();
+                let sent = self.dispatch(clock()).await?;
+                total += sent;
+                if self.is_stopping() {
+                    return Ok::<usize, EngineError>(total);
+                }
+                if (sent as i64) < self.options.batch {
+                    if !more_coming {
+                        return Ok(total);
+                    }
+                    if sent == 0 {
+                        next_batch.await;
+                    }
+                }
+            }
+        };
+        let (advanced, sent) = tokio::join!(advance, send);
+        Ok((advanced?, sent?))
     }
 
     async fn send_with(&self, clock: &Clock<'_>) -> Result<usize, EngineError> {
