@@ -103,6 +103,9 @@ async fn run(bulk: &Store, service: &Store, label: &str, csv: &Path, n: u64, now
     let settings = Settings::default();
     let mut options = Options::new(now, settings);
     options.recompute = false;
+    // `TIDINGS_BENCH_BULK=1` defers the member indexes whatever the file's size, `0` never;
+    // unset, the import decides as `tidings import` does.
+    options.bulk = std::env::var("TIDINGS_BENCH_BULK").ok().map(|v| v == "1");
     let started = Instant::now();
     let summary = import_file(bulk, ImportKind::Members, csv, &options).await.expect("import");
     let seconds = started.elapsed().as_secs_f64();

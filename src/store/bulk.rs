@@ -1,29 +1,52 @@
-//! Bulk loads on SQLite: a large import into a small base drops the secondary indexes of
-//! `members` and `member_tags`, writes the rows, and builds each index once at the end —
-//! building an index sorts once, where keeping it up to date costs a random B-tree insert
-//! per row and index (measured: about 2.5× faster for 100,000 members). The definitions of
+//! Bulk loads: a large import into a small base drops the secondary indexes of `members`
+//! and `member_tags`, writes the rows, and builds each index once at the end — building an
+//! index sorts once, where keeping it up to date costs a random B-tree insert per row and
+//! index (measured on SQLite: about 2.5× faster for 100,000 members). The definitions of
 //! the dropped indexes are kept in `deferred_indexes` in the same transaction that drops
 //! them, and [`Store::open`] rebuilds whatever a crash left there.
 //!
-//! Audiences still run while the indexes are away, only without them. PostgreSQL keeps
-//! its indexes (`start_bulk_load` does nothing there).
+//! Both engines do it. What stays: every index that backs a primary key or a unique
+//! constraint (the upserts' `ON CONFLICT` needs them, and so does the foreign key from
+//! `member_tags`), and `members_by_rfm_segment` (see below). The definitions are the
+//! engine's own: `sqlite_master.sql` on SQLite, `pg_indexes.indexdef` on PostgreSQL.
+//!
+//! Audiences still run while the indexes are away, only without them.
 
 use super::{Arg, Store, StoreError};
 
+/// The indexes a bulk load drops, as (name, definition). `members_by_rfm_segment` holds
+/// only members with a segment (migration 0003), and an import never writes one (the
+/// base-wide recompute does): the rows of a bulk load add nothing to it, so it stays, and
+/// its scan of the table at the end is saved.
+const SQLITE_DEFERRABLE: &str = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+     AND tbl_name IN ('members', 'member_tags') AND name <> 'members_by_rfm_segment' ORDER BY name";
+
+/// The same on PostgreSQL, in the schema the store works in (`current_schema()`: the
+/// first of the search path, where the migrations created the tables). Unique indexes
+/// (the primary keys) stay: `CREATE UNIQUE INDEX` is left out by its definition.
+const POSTGRES_DEFERRABLE: &str = "SELECT indexname::text AS name, indexdef AS sql FROM pg_indexes \
+     WHERE schemaname = current_schema() AND tablename IN ('members', 'member_tags') \
+     AND indexname <> 'members_by_rfm_segment' AND indexdef NOT LIKE 'CREATE UNIQUE INDEX %' ORDER BY indexname";
+
 impl Store {
-    /// Drops the secondary indexes of `members` and `member_tags` (SQLite). Returns
-    /// whether it did.
+    /// Drops the secondary indexes of `members` and `member_tags`, keeping their
+    /// definitions in `deferred_indexes`. Returns whether it dropped any.
     pub async fn start_bulk_load(&self) -> Result<bool, StoreError> {
-        let Store::Sqlite(_) = self else { return Ok(false) };
+        let postgres = match self {
+            Store::Sqlite(_) => false,
+            Store::Postgres(_) => true,
+            Store::Memory(_) => return Ok(false),
+        };
         let mut tx = self.begin_write().await?;
+        if postgres {
+            // One bulk load's start or finish at a time (another process may be opening
+            // the store, which finishes what it finds); SQLite's writer lock does this there.
+            let mut sql = tx.sql();
+            sql.push("LOCK TABLE deferred_indexes IN SHARE ROW EXCLUSIVE MODE");
+            tx.execute(sql).await?;
+        }
         let mut sql = tx.sql();
-        // `members_by_rfm_segment` holds only members with a segment (migration 0003), and an
-        // import never writes one (the base-wide recompute does): the rows of a bulk load add
-        // nothing to it, so it stays, and its scan of the table at the end is saved.
-        sql.push(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
-             AND tbl_name IN ('members', 'member_tags') AND name <> 'members_by_rfm_segment' ORDER BY name",
-        );
+        sql.push(if postgres { POSTGRES_DEFERRABLE } else { SQLITE_DEFERRABLE });
         let indexes =
             tx.fetch(sql, |r| Ok((r.text("name")?.unwrap_or_default(), r.text("sql")?.unwrap_or_default()))).await?;
         for (name, definition) in &indexes {
@@ -34,7 +57,7 @@ impl Store {
                 .bind(Arg::Text(Some(definition.clone())))
                 .push(") ON CONFLICT (name) DO NOTHING");
             tx.execute(sql).await?;
-            // The name comes from sqlite_master: one of our migrations' index names.
+            // The name comes from the catalogue: one of our migrations' index names.
             let mut sql = tx.sql();
             sql.push(&format!("DROP INDEX IF EXISTS \"{}\"", name.replace('"', "\"\"")));
             tx.execute(sql).await?;
@@ -45,19 +68,29 @@ impl Store {
 
     /// Builds the indexes a bulk load dropped (also after a crash), then forgets them.
     pub async fn finish_bulk_load(&self) -> Result<(), StoreError> {
-        let Store::Sqlite(_) = self else { return Ok(()) };
+        let postgres = match self {
+            Store::Sqlite(_) => false,
+            Store::Postgres(_) => true,
+            Store::Memory(_) => return Ok(()),
+        };
         let mut sql = self.sql();
         sql.push("SELECT COUNT(*) AS n FROM deferred_indexes");
         if self.fetch(sql, |r| Ok(r.int("n")?.unwrap_or(0))).await?.pop().unwrap_or(0) == 0 {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
+        if postgres {
+            // See `start_bulk_load`: a second finisher waits, then finds nothing left.
+            let mut sql = tx.sql();
+            sql.push("LOCK TABLE deferred_indexes IN SHARE ROW EXCLUSIVE MODE");
+            tx.execute(sql).await?;
+        }
         let mut sql = tx.sql();
         sql.push("SELECT name, sql FROM deferred_indexes ORDER BY name");
         let indexes =
             tx.fetch(sql, |r| Ok((r.text("name")?.unwrap_or_default(), r.text("sql")?.unwrap_or_default()))).await?;
         for (_, definition) in &indexes {
-            // Our own `CREATE INDEX` statements, as sqlite_master held them.
+            // Our own `CREATE INDEX` statements, as the catalogue printed them.
             let definition = definition.replacen("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1);
             let mut sql = tx.sql();
             sql.push(&definition);

@@ -136,6 +136,7 @@ on_both_engines! {
         bulk.bulk = Some(true);
         let summary = import_file(&store, ImportKind::Members, &fixture("members.csv"), &bulk).await.unwrap();
         assert_eq!(index_definitions(&store).await, indexes, "every index is back as it was");
+        assert!(deferred_indexes(&store).await.is_empty(), "and none is left to rebuild");
         assert_eq!((summary.inserted, summary.rejected.len()), (3, 6));
         let expr = tidings::condition::parse(r#"tier == "gold""#).unwrap();
         let filter = tidings::condition::to_sql(&expr, store.dialect(), at("2026-06-01T00:00:00Z"), 1).unwrap();
@@ -226,14 +227,81 @@ on_both_engines! {
     }
 }
 
-/// The names and definitions of SQLite's indexes (nothing on PostgreSQL, which keeps its
-/// indexes during a bulk load).
+/// The names and definitions of the indexes of `members` and `member_tags` (those a bulk
+/// load drops and those it keeps), as the engine's catalogue holds them.
 async fn index_definitions(store: &Store) -> Vec<(String, String)> {
-    let Store::Sqlite(pool) = store else { return Vec::new() };
-    sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name")
+    match store {
+        Store::Sqlite(pool) => sqlx::query_as(
+            "SELECT name, COALESCE(sql, '') FROM sqlite_master WHERE type = 'index' \
+             AND tbl_name IN ('members', 'member_tags') ORDER BY name",
+        )
         .fetch_all(pool)
         .await
-        .unwrap()
+        .unwrap(),
+        Store::Postgres(pool) => sqlx::query_as(
+            "SELECT indexname::text, indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+             AND tablename IN ('members', 'member_tags') ORDER BY indexname",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap(),
+        Store::Memory(_) => unreachable!("the tests run on SQLite files and PostgreSQL"),
+    }
+}
+
+async fn deferred_indexes(store: &Store) -> Vec<String> {
+    let sql = "SELECT name FROM deferred_indexes ORDER BY name";
+    match store {
+        Store::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await.unwrap(),
+        Store::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await.unwrap(),
+        Store::Memory(_) => unreachable!("the tests run on SQLite files and PostgreSQL"),
+    }
+}
+
+/// A bulk load that dies after dropping the indexes (here: it never finishes) leaves their
+/// definitions in `deferred_indexes`; the next `Store::open` builds them again, as they were.
+async fn an_unfinished_bulk_load_is_finished_by_the_next_open(store: Store, url: &str) {
+    let before = index_definitions(&store).await;
+    assert!(before.iter().any(|(name, _)| name == "members_by_tier"), "{before:#?}");
+    assert!(store.start_bulk_load().await.unwrap(), "there were indexes to drop");
+    let during = index_definitions(&store).await;
+    let names = |list: &[(String, String)]| list.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>();
+    let mut dropped: Vec<String> = names(&before).into_iter().filter(|n| !names(&during).contains(n)).collect();
+    dropped.sort();
+    assert_eq!(deferred_indexes(&store).await, dropped, "every dropped index is remembered");
+    assert!(dropped.contains(&"members_by_tier".to_string()) && dropped.contains(&"member_tags_by_tag".to_string()));
+    assert!(names(&during).contains(&"members_by_rfm_segment".to_string()), "an import adds nothing to it");
+    // The primary keys stay (the upserts' `ON CONFLICT` and the tags' foreign key use them).
+    let primary = ["sqlite_autoindex_members_1", "members_pkey"];
+    assert!(during.iter().any(|(name, _)| primary.contains(&name.as_str())), "{during:#?}");
+    // Writes still go through while the indexes are away.
+    let options = options();
+    let summary = import_file(&store, ImportKind::Members, &fixture("members.csv"), &options).await.unwrap();
+    assert_eq!(summary.inserted, 3);
+    drop(store);
+
+    let reopened = Store::open(url).await.unwrap();
+    assert_eq!(index_definitions(&reopened).await, before, "every index is back as it was");
+    assert!(deferred_indexes(&reopened).await.is_empty());
+    assert_eq!(reopened.member("1001").await.unwrap().unwrap().tags, vec!["oolong".to_string(), "vip".to_string()]);
+}
+
+mod an_unfinished_bulk_load {
+    use super::*;
+
+    #[tokio::test]
+    async fn is_finished_by_the_next_open_on_sqlite() {
+        let (pool, dir) = crate::support::sqlite_pool().await;
+        let url = format!("sqlite://{}", dir.path().join("tidings.db").display());
+        an_unfinished_bulk_load_is_finished_by_the_next_open(Store::Sqlite(pool), &url).await;
+    }
+
+    #[tokio::test]
+    async fn is_finished_by_the_next_open_on_postgres() {
+        if let Some((pool, url)) = crate::support::postgres_schema("unfinished_bulk_load").await {
+            an_unfinished_bulk_load_is_finished_by_the_next_open(Store::Postgres(pool), &url).await;
+        }
+    }
 }
 
 fn tidings(dir: &Path, args: &[&str]) -> (i32, String, String) {
