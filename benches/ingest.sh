@@ -9,7 +9,8 @@
 # the events from the inbox while they arrive, as in production.
 #
 #   bash benches/ingest.sh            # env: CONNECTIONS (64), DURATION (10, seconds), THREADS (2),
-#                                     # TIDINGS_BENCH_POSTGRES_URL (else the test URL; skip PG when unset)
+#                                     # TIDINGS_BENCH_POSTGRES_URL (else the test URL; skip PG when unset),
+#                                     # TIDINGS_BIN (another build to measure, e.g. the previous one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
@@ -17,8 +18,8 @@ CONNECTIONS=${CONNECTIONS:-64}
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
 PG=${TIDINGS_BENCH_POSTGRES_URL:-${TIDINGS_TEST_POSTGRES_URL:-}}
-SQLX_OFFLINE=true cargo build --release --locked --bin tidings >/dev/null
-bin=target/release/tidings
+if [ -z "${TIDINGS_BIN:-}" ]; then SQLX_OFFLINE=true cargo build --release --locked --bin tidings >/dev/null; fi
+bin=${TIDINGS_BIN:-target/release/tidings}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 port=18931
