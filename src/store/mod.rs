@@ -156,9 +156,40 @@ pub fn sqlite_options(url: &str, workload: Workload) -> Result<SqliteConnectOpti
         .pragma("temp_store", temp_store)
         // Large sorts (building an index after a bulk load) may use a second core.
         .pragma("threads", "2")
-        // Checkpoint the WAL into the database every ~40 MB rather than every 4 MB: a
-        // checkpoint ends in an fsync, and big batches would otherwise pay one every commit.
-        .pragma("wal_autocheckpoint", "10000"))
+        // A commit that finds the WAL over this many pages copies it into the database
+        // itself, and ends in an fsync. Bulk loads do that every ~40 MB rather than every
+        // 4 MB; a service's pool checkpoints from a connection of its own
+        // ([`checkpoint_in_background`]), so its commits never do, and this is only the
+        // backstop (~400 MB) for when that falls behind.
+        .pragma(
+            "wal_autocheckpoint",
+            match workload {
+                Workload::Service => "100000",
+                Workload::Bulk => "10000",
+            },
+        ))
+}
+
+/// Copies the WAL into the database five times a second from one of the pool's
+/// connections (a `PASSIVE` checkpoint: it waits for no reader or writer). The commit that
+/// crossed `wal_autocheckpoint` used to do it, holding the write lock through the copy and
+/// its fsync, so every request waiting on that writer waited tens of milliseconds more
+/// (the tail of the ingest latency). Ends when the pool is closed.
+async fn checkpoint_in_background(pool: sqlx::SqlitePool) {
+    let mut every = tokio::time::interval(Duration::from_millis(200));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(%error, "a background WAL checkpoint failed; the next one tries again");
+        }
+    }
 }
 
 /// How a SQLite connection waits for the write lock another connection (or process)
@@ -221,7 +252,11 @@ impl Store {
                 Ok(())
             })
         });
-        Ok(Store::Sqlite(pool.max_connections(4).connect_with(options).await?))
+        let pool = pool.max_connections(4).connect_with(options).await?;
+        if workload == Workload::Service {
+            tokio::spawn(checkpoint_in_background(pool.clone()));
+        }
+        Ok(Store::Sqlite(pool))
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
