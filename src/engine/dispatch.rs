@@ -116,14 +116,14 @@ impl Engine {
                             // connections in flight spreads over the runtime's threads
                             // instead of all being polled by this one task.
                             let channels = channels.clone();
-                            let sending = tokio::spawn(async move {
+                            let mut sending = AbortOnDrop(tokio::spawn(async move {
                                 let result = match prepared {
                                     Ok(prepared) => channels.send_prepared(&out, prepared).await,
                                     Err(error) => Err(error),
                                 };
                                 (out, result)
-                            });
-                            let (out, result) = match sending.await {
+                            }));
+                            let (out, result) = match (&mut sending.0).await {
                                 Ok(sent) => sent,
                                 Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
                                 // Only a runtime shutting down cancels a task: the message may
@@ -405,5 +405,17 @@ impl Renderer {
             // (recorded with the reason), never send a message with a hole.
             Err(e) => Err(DeliveryOutcome::Failed { error: e.to_string(), suppress: false }),
         }
+    }
+}
+
+/// A send's task, cancelled with the future that awaits it: when a batch stops halfway (its
+/// outcomes could not be written), its sends in flight stop too, as they did when they were
+/// polled by the batch itself, rather than finishing messages nobody will record (each one
+/// a duplicate when the delivery is claimed again).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
