@@ -12,7 +12,8 @@
 //!
 //! Audiences still run while the indexes are away, only without them.
 
-use super::{Arg, Store, StoreError};
+use super::{Arg, ReadRow, Store, StoreError, Tx};
+use crate::condition::Dialect;
 
 /// The indexes a bulk load drops, as (name, definition). `members_by_rfm_segment` holds
 /// only members with a segment (migration 0003), and an import never writes one (the
@@ -32,23 +33,16 @@ impl Store {
     /// Drops the secondary indexes of `members` and `member_tags`, keeping their
     /// definitions in `deferred_indexes`. Returns whether it dropped any.
     pub async fn start_bulk_load(&self) -> Result<bool, StoreError> {
-        let postgres = match self {
-            Store::Sqlite(_) => false,
-            Store::Postgres(_) => true,
-            Store::Memory(_) => return Ok(false),
-        };
-        let mut tx = self.begin_write().await?;
-        if postgres {
-            // One bulk load's start or finish at a time (another process may be opening
-            // the store, which finishes what it finds); SQLite's writer lock does this there.
-            let mut sql = tx.sql();
-            sql.push("LOCK TABLE deferred_indexes IN SHARE ROW EXCLUSIVE MODE");
-            tx.execute(sql).await?;
+        if let Store::Memory(_) = self {
+            return Ok(false);
         }
+        let mut tx = self.begin_bulk_change().await?;
         let mut sql = tx.sql();
-        sql.push(if postgres { POSTGRES_DEFERRABLE } else { SQLITE_DEFERRABLE });
-        let indexes =
-            tx.fetch(sql, |r| Ok((r.text("name")?.unwrap_or_default(), r.text("sql")?.unwrap_or_default()))).await?;
+        sql.push(match tx.dialect() {
+            Dialect::Sqlite => SQLITE_DEFERRABLE,
+            Dialect::Postgres => POSTGRES_DEFERRABLE,
+        });
+        let indexes = tx.fetch(sql, read_index).await?;
         for (name, definition) in &indexes {
             let mut sql = tx.sql();
             sql.push("INSERT INTO deferred_indexes (name, sql) VALUES (")
@@ -68,27 +62,19 @@ impl Store {
 
     /// Builds the indexes a bulk load dropped (also after a crash), then forgets them.
     pub async fn finish_bulk_load(&self) -> Result<(), StoreError> {
-        let postgres = match self {
-            Store::Sqlite(_) => false,
-            Store::Postgres(_) => true,
-            Store::Memory(_) => return Ok(()),
-        };
+        if let Store::Memory(_) = self {
+            return Ok(());
+        }
         let mut sql = self.sql();
         sql.push("SELECT COUNT(*) AS n FROM deferred_indexes");
         if self.fetch(sql, |r| Ok(r.int("n")?.unwrap_or(0))).await?.pop().unwrap_or(0) == 0 {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        if postgres {
-            // See `start_bulk_load`: a second finisher waits, then finds nothing left.
-            let mut sql = tx.sql();
-            sql.push("LOCK TABLE deferred_indexes IN SHARE ROW EXCLUSIVE MODE");
-            tx.execute(sql).await?;
-        }
+        // A second finisher waits here, then finds nothing left.
+        let mut tx = self.begin_bulk_change().await?;
         let mut sql = tx.sql();
         sql.push("SELECT name, sql FROM deferred_indexes ORDER BY name");
-        let indexes =
-            tx.fetch(sql, |r| Ok((r.text("name")?.unwrap_or_default(), r.text("sql")?.unwrap_or_default()))).await?;
+        let indexes = tx.fetch(sql, read_index).await?;
         for (_, definition) in &indexes {
             // Our own `CREATE INDEX` statements, as the catalogue printed them.
             let definition = definition.replacen("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1);
@@ -104,4 +90,22 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+
+    /// A write transaction in which a bulk load's start or finish runs alone: another
+    /// process may be opening the store, which finishes what it finds. SQLite's writer
+    /// lock does this by itself; PostgreSQL locks `deferred_indexes` for the transaction.
+    async fn begin_bulk_change(&self) -> Result<Tx, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if tx.dialect() == Dialect::Postgres {
+            let mut sql = tx.sql();
+            sql.push("LOCK TABLE deferred_indexes IN SHARE ROW EXCLUSIVE MODE");
+            tx.execute(sql).await?;
+        }
+        Ok(tx)
+    }
+}
+
+/// An index's (name, definition), from the catalogue or from `deferred_indexes`.
+fn read_index(row: &dyn ReadRow) -> Result<(String, String), StoreError> {
+    Ok((row.text("name")?.unwrap_or_default(), row.text("sql")?.unwrap_or_default()))
 }
