@@ -216,7 +216,7 @@ fn main() {
             drive(n, concurrency, move |_| {
                 let (pool, bytes, envelope) = (pool.clone(), bytes.clone(), envelope.clone());
                 async move {
-                    pool.send(&envelope, &bytes).await.expect("send");
+                    pool.send((*envelope).clone(), (*bytes).clone()).await.expect("send");
                 }
             })
             .await

@@ -153,7 +153,9 @@ async fn journey_version(store: &Store) -> String {
 
 /// `smtp_url`: send email over SMTP there; none: to the outbox folder.
 async fn engine(dir: &Path, store: Store, now: DateTime<Utc>, smtp_url: Option<&str>) -> Engine {
-    let config = Config::load(&dir.join("tidings.toml"), true, |_| None).unwrap();
+    // `TIDINGS_ENGINE_*` (batch, send concurrency) tune the engine as they tune `serve`.
+    let tuning = |name: &str| name.starts_with("TIDINGS_ENGINE_").then(|| std::env::var(name).ok()).flatten();
+    let config = Config::load(&dir.join("tidings.toml"), true, tuning).unwrap();
     let sources = Sources::standard(&config.workflows_dir, &config.templates_dir).unwrap();
     let project = Project::load(&sources, config.timezone());
     assert!(project.diagnostics.is_empty(), "{:?}", project.diagnostics);

@@ -229,7 +229,7 @@ impl Sender for EmailSender {
             return self.send(msg).await;
         };
         self.rate.wait().await;
-        self.pool.send(&envelope, &bytes).await?;
+        self.pool.send(envelope, bytes).await?;
         Ok(Receipt { provider_message_id: message_id })
     }
 

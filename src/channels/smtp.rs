@@ -13,11 +13,14 @@
 //! after it has been idle a while (lettre does it before every message).
 //!
 //! Under lettre the socket is a [`Wire`]: what lettre writes is held until it reads the
-//! answer (it always does), so a message's body and its closing dot leave in one segment,
-//! and when the server offers `PIPELINING` (RFC 2920) `MAIL FROM` and `RCPT TO` ride in
-//! the same write as lettre's `DATA`. A message is then two round trips, not four: on
-//! loopback into smtp-sink, most of a send's CPU was the kernel's, per segment.
+//! answer (it always does), so a message's body and its closing dot leave in one segment.
+//! When the server offers `PIPELINING` (RFC 2920), a message's `MAIL FROM`, `RCPT TO` and
+//! `DATA` go out in one write, and while more messages are queued each connection sends
+//! the next one's commands behind this one's content: a message is then one round trip,
+//! where lettre alone takes four. On loopback into smtp-sink most of a send's CPU was the
+//! kernel's and the wake-ups', per segment.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -34,7 +37,7 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 use lettre::transport::smtp::response::Response;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, oneshot};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName};
 
@@ -123,88 +126,216 @@ const CHECK_AFTER: Duration = Duration::from_secs(10);
 /// Idle longer than this: closed (servers drop idle clients after a few minutes).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A connection and the [`Wire`] under it.
-struct Conn {
-    smtp: AsyncSmtpConnection,
-    wire: Arc<WireState>,
-}
-
-struct Idle {
-    conn: Conn,
-    since: Instant,
-}
-
-/// At most `connections` SMTP connections, reused most-recent first.
+/// At most `connections` SMTP connections, each driven by a task of its own that takes
+/// messages from one queue: a message waits for the first connection free, and a
+/// connection that has more waiting sends the next one's `MAIL`/`RCPT`/`DATA` behind this
+/// one's content (see [`Conn::deliver`]). Tasks start when messages wait and no
+/// connection is free, and end after [`IDLE_TIMEOUT`] without work or when the pool is
+/// closed or dropped.
 pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     url: SmtpUrl,
     settings: PoolSettings,
     hello: ClientId,
     tls: Option<TlsConnector>,
-    slots: Semaphore,
-    idle: Mutex<Vec<Idle>>,
+    state: Mutex<State>,
+    /// A message was queued, or the pool is closing.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Job>,
+    /// Connection tasks alive, and how many of them wait for a message.
+    running: usize,
+    waiting: usize,
+    closing: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// One message waiting for a connection, and where its answer goes.
+struct Job {
+    envelope: Envelope,
+    email: Vec<u8>,
+    answer: oneshot::Sender<Result<Response, SendError>>,
+}
+
+impl Job {
+    /// Nobody waits for the answer any more (the send was dropped): the message must not
+    /// go out, as a send dropped before it reached the wire never did.
+    fn abandoned(&self) -> bool {
+        self.answer.is_closed()
+    }
+
+    fn answer(self, result: Result<Response, SendError>) {
+        let _ = self.answer.send(result);
+    }
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("url", &self.url).field("settings", &self.settings).finish()
+        f.debug_struct("Pool").field("url", &self.shared.url).field("settings", &self.shared.settings).finish()
     }
 }
 
 impl Pool {
     pub fn new(url: SmtpUrl, settings: PoolSettings) -> Pool {
         let tls = (url.security == Security::Tls).then(|| TlsConnector::from(Arc::new(client_config())));
-        let slots = Semaphore::new(settings.connections.max(1));
-        Pool { url, settings, hello: ClientId::default(), tls, slots, idle: Mutex::new(Vec::new()) }
+        let shared = Shared {
+            url,
+            settings,
+            hello: ClientId::default(),
+            tls,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        };
+        Pool { shared: Arc::new(shared) }
     }
 
     /// Sends one message on a pooled connection. A connection that failed in any way is
-    /// closed, never reused.
-    pub async fn send(&self, envelope: &Envelope, email: &[u8]) -> Result<Response, SendError> {
-        let _slot = self.slots.acquire().await.map_err(|_| SendError::transient("the SMTP pool is closed"))?;
-        let mut conn = self.checkout().await?;
-        let sent = tokio::time::timeout(self.settings.timeout, conn.send(envelope, email)).await;
-        match sent {
-            Ok(Ok(response)) => {
-                if !conn.smtp.has_broken() {
-                    self.idle.lock().expect("pool lock").push(Idle { conn, since: Instant::now() });
-                }
-                Ok(response)
+    /// closed, never reused. Dropping the returned future before the message's commands
+    /// were written means it is never sent.
+    pub async fn send(&self, envelope: Envelope, email: Vec<u8>) -> Result<Response, SendError> {
+        let (answer, answered) = oneshot::channel();
+        {
+            let mut state = self.shared.state.lock().expect("pool lock");
+            if state.closing {
+                return Err(SendError::transient("the SMTP pool is closed"));
             }
-            Ok(Err(error)) => Err(classify(&error)),
-            Err(_) => Err(SendError::unavailable(
-                format!("the SMTP server did not finish within {:?}", self.settings.timeout),
-                None,
-            )),
+            state.queue.push_back(Job { envelope, email, answer });
+            if state.queue.len() > state.waiting && state.running < self.shared.settings.connections.max(1) {
+                state.running += 1;
+                state.tasks.retain(|task| !task.is_finished());
+                let shared = Arc::clone(&self.shared);
+                state.tasks.push(tokio::spawn(shared.drive()));
+            }
         }
+        self.shared.wake.notify_one();
+        answered.await.unwrap_or_else(|_| Err(SendError::transient("the SMTP connection's task ended unexpectedly")))
     }
 
-    /// Closes the idle connections politely (`QUIT`).
+    /// Lets the connections finish what is queued, then closes them politely (`QUIT`).
     pub async fn close(&self) {
-        let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
-        for mut idle in idle {
-            let _ = tokio::time::timeout(Duration::from_secs(2), idle.conn.smtp.quit()).await;
-        }
+        let tasks = {
+            let mut state = self.shared.state.lock().expect("pool lock");
+            state.closing = true;
+            std::mem::take(&mut state.tasks)
+        };
+        self.shared.wake.notify_waiters();
+        let all = futures_util::future::join_all(tasks);
+        let _ = tokio::time::timeout(self.shared.settings.timeout + Duration::from_secs(2), all).await;
     }
+}
 
-    async fn checkout(&self) -> Result<Conn, SendError> {
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.state.lock().expect("pool lock").closing = true;
+        self.shared.wake.notify_waiters();
+    }
+}
+
+/// What [`Shared::next`] found.
+enum Next {
+    Job(Job),
+    /// Nothing for [`IDLE_TIMEOUT`], or the pool is closing and nothing is queued.
+    Done,
+}
+
+impl Shared {
+    /// One connection's task: takes messages until it is idle too long or the pool closes.
+    async fn drive(self: Arc<Shared>) {
+        let mut conn: Option<Conn> = None;
+        let mut idle_since = Instant::now();
+        let mut taken: Option<Job> = None;
         loop {
-            let idle = self.idle.lock().expect("pool lock").pop();
-            let Some(mut idle) = idle else { break };
-            let age = idle.since.elapsed();
-            if age > IDLE_TIMEOUT {
+            let job = match taken.take() {
+                Some(job) => job,
+                None => match self.next().await {
+                    Next::Job(job) => job,
+                    Next::Done => break,
+                },
+            };
+            if job.abandoned() {
                 continue;
             }
-            if age <= CHECK_AFTER || idle.conn.smtp.test_connected().await {
-                return Ok(idle.conn);
+            if let Some(open) = conn.as_mut()
+                && idle_since.elapsed() > CHECK_AFTER
+                && !open.smtp.test_connected().await
+            {
+                conn = None;
+            }
+            let open = match conn.as_mut() {
+                Some(open) => open,
+                None => match tokio::time::timeout(self.settings.timeout, self.connect()).await {
+                    Ok(Ok(open)) => conn.insert(open),
+                    Ok(Err(error)) => {
+                        job.answer(Err(error));
+                        continue;
+                    }
+                    Err(_) => {
+                        let (url, timeout) = (&self.url, self.settings.timeout);
+                        let reason = format!("could not connect to {}:{} within {timeout:?}", url.host, url.port);
+                        job.answer(Err(SendError::unavailable(reason, None)));
+                        continue;
+                    }
+                },
+            };
+            let (keep, next) = open.deliver(&self, job).await;
+            if !keep || open.smtp.has_broken() {
+                conn = None;
+            }
+            taken = next;
+            idle_since = Instant::now();
+        }
+        if let Some(mut open) = conn {
+            let _ = tokio::time::timeout(Duration::from_secs(2), open.smtp.quit()).await;
+        }
+    }
+
+    /// The next message to send, waiting for one up to [`IDLE_TIMEOUT`]. A task that
+    /// gives up only does so with nothing queued, so no message waits without a task.
+    async fn next(&self) -> Next {
+        let deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
+        loop {
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            {
+                let mut state = self.state.lock().expect("pool lock");
+                if let Some(job) = state.queue.pop_front() {
+                    return Next::Job(job);
+                }
+                if state.closing || tokio::time::Instant::now() >= deadline {
+                    state.running -= 1;
+                    return Next::Done;
+                }
+                // Registered before the lock is let go: a wake-up in between is not lost.
+                woken.as_mut().enable();
+                state.waiting += 1;
+            }
+            let _ = tokio::time::timeout_at(deadline, woken).await;
+            self.state.lock().expect("pool lock").waiting -= 1;
+        }
+    }
+
+    /// A queued message, if one is there now (abandoned ones are dropped).
+    fn try_next(&self) -> Option<Job> {
+        let mut state = self.state.lock().expect("pool lock");
+        while let Some(job) = state.queue.pop_front() {
+            if !job.abandoned() {
+                return Some(job);
             }
         }
-        match tokio::time::timeout(self.settings.timeout, self.connect()).await {
-            Ok(result) => result,
-            Err(_) => Err(SendError::unavailable(
-                format!("could not connect to {}:{} within {:?}", self.url.host, self.url.port, self.settings.timeout),
-                None,
-            )),
-        }
+        None
+    }
+
+    /// Puts a message whose commands went out on a connection that then failed back at
+    /// the head of the queue: without its content it was not delivered.
+    fn requeue(&self, job: Job) {
+        self.state.lock().expect("pool lock").queue.push_front(job);
+        self.wake.notify_one();
     }
 
     async fn connect(&self) -> Result<Conn, SendError> {
@@ -243,44 +374,132 @@ impl Pool {
         if let Some(credentials) = &url.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await.map_err(|e| classify(&e))?;
         }
+        wire.sniffing.store(false, Ordering::Relaxed);
         Ok(Conn { smtp: conn, wire })
+    }
+
+    fn timed_out(&self) -> SendError {
+        SendError::unavailable(format!("the SMTP server did not answer within {:?}", self.settings.timeout), None)
     }
 }
 
+/// A connection and the [`Wire`] under it.
+struct Conn {
+    smtp: AsyncSmtpConnection,
+    wire: Arc<WireState>,
+}
+
 impl Conn {
-    /// One message: pipelined when the server offers it and lettre would send the same
-    /// commands, else lettre's own `send`. [`Pool::send`] never reuses a connection whose
-    /// send failed.
-    async fn send(&mut self, envelope: &Envelope, email: &[u8]) -> Result<Response, lettre::transport::smtp::Error> {
-        self.wire.sniffing.store(false, Ordering::Relaxed);
+    /// Sends `job`, and while more are queued, each next one with its commands behind the
+    /// previous one's content (RFC 2920 lets a message's content lead a pipelined group):
+    /// a message is then one round trip, its content and the next one's `MAIL`, `RCPT`
+    /// and `DATA` in one write, their answers in one read. Without `PIPELINING` (or for
+    /// addresses lettre must announce as `SMTPUTF8`) it is lettre's own `send`.
+    ///
+    /// Answers each job; returns whether the connection may be used again and a job taken
+    /// from the queue but not started.
+    async fn deliver(&mut self, pool: &Shared, job: Job) -> (bool, Option<Job>) {
+        let Some(commands) = self.commands(&job) else {
+            let sent = tokio::time::timeout(pool.settings.timeout, self.smtp.send(&job.envelope, &job.email)).await;
+            return match sent {
+                Ok(Ok(response)) => {
+                    job.answer(Ok(response));
+                    (true, None)
+                }
+                Ok(Err(error)) => {
+                    job.answer(Err(classify(&error)));
+                    (false, None)
+                }
+                Err(_) => {
+                    job.answer(Err(pool.timed_out()));
+                    (false, None)
+                }
+            };
+        };
+        self.wire.put_ahead(commands.as_bytes());
+        let mut current = job;
+        loop {
+            // `current`'s commands are written: read their answers.
+            match tokio::time::timeout(pool.settings.timeout, self.opened(&current)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    // The server may be waiting for content (a 354 after a refused
+                    // recipient), so not even `QUIT` would be heard: the connection goes.
+                    current.answer(Err(classify(&error)));
+                    return (false, None);
+                }
+                Err(_) => {
+                    current.answer(Err(pool.timed_out()));
+                    return (false, None);
+                }
+            }
+            if current.abandoned() {
+                // Past its 354 a message can only be sent or cut off with the connection.
+                return (false, None);
+            }
+            let next = pool.try_next();
+            let behind = match &next {
+                Some(next) => self.commands(next),
+                None => None,
+            };
+            if let Some(commands) = &behind {
+                self.wire.put_behind(commands.as_bytes());
+            }
+            let sent = tokio::time::timeout(pool.settings.timeout, self.smtp.message(&current.email)).await;
+            let kept = match sent {
+                Ok(Ok(response)) => {
+                    current.answer(Ok(response));
+                    true
+                }
+                Ok(Err(error)) => {
+                    current.answer(Err(classify(&error)));
+                    false
+                }
+                Err(_) => {
+                    current.answer(Err(pool.timed_out()));
+                    false
+                }
+            };
+            match (next, behind.is_some()) {
+                (Some(next), true) if kept => current = next,
+                (Some(next), true) => {
+                    pool.requeue(next);
+                    return (false, None);
+                }
+                (next, _) => return (kept, next),
+            }
+        }
+    }
+
+    /// `MAIL`, each `RCPT` and `DATA` for `job`, to be written in one go, or `None` when
+    /// this connection cannot pipeline them.
+    fn commands(&self, job: &Job) -> Option<String> {
         let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
+        let envelope = &job.envelope;
         let ascii_addresses = envelope.from().is_none_or(ascii) && envelope.to().iter().all(ascii);
-        let eight_bit = !email.is_ascii();
+        let eight_bit = !job.email.is_ascii();
         if !self.wire.pipelining.load(Ordering::Relaxed)
             || !ascii_addresses
             || (eight_bit && !self.smtp.server_info().supports_feature(Extension::EightBitMime))
         {
-            return self.smtp.send(envelope, email).await;
+            return None;
         }
         let options = if eight_bit { vec![MailParameter::Body(MailBodyParameter::EightBitMime)] } else { Vec::new() };
-        let mut ahead = Mail::new(envelope.from().cloned(), options).to_string();
+        let mut commands = Mail::new(envelope.from().cloned(), options).to_string();
         for to in envelope.to() {
-            ahead.push_str(&Rcpt::new(to.clone(), Vec::new()).to_string());
+            commands.push_str(&Rcpt::new(to.clone(), Vec::new()).to_string());
         }
-        self.wire.put_ahead(ahead.as_bytes());
-        // One write: MAIL, each RCPT, DATA. Then one answer each, in order: lettre's
-        // `command` returns the first (MAIL's), the rest are read one by one. All are read
-        // even after a refusal, so the first refusal is the one reported.
-        let mut answers = vec![self.smtp.command(Data).await];
-        for _ in 0..=envelope.to().len() {
-            answers.push(self.smtp.read_response().await);
+        commands.push_str(&Data.to_string());
+        Some(commands)
+    }
+
+    /// Reads the answers to `job`'s `MAIL`, each `RCPT` and `DATA`, in order; the first
+    /// refusal is the error.
+    async fn opened(&mut self, job: &Job) -> Result<(), lettre::transport::smtp::Error> {
+        for _ in 0..job.envelope.to().len() + 2 {
+            self.smtp.read_response().await?;
         }
-        if let Some(refused) = answers.into_iter().find_map(Result::err) {
-            // The server may be waiting for a body (a 354 after a refused recipient), so not
-            // even `QUIT` would be heard: the pool drops a connection whose send failed.
-            return Err(refused);
-        }
-        self.smtp.message(email).await
+        Ok(())
     }
 }
 
@@ -289,6 +508,9 @@ impl Conn {
 struct WireState {
     /// Bytes written and not yet sent (sent when lettre next reads).
     out: Mutex<Vec<u8>>,
+    /// Bytes to send after what lettre writes next, in the same write (the next message's
+    /// commands behind this one's content).
+    behind: Mutex<Vec<u8>>,
     /// The server offered `PIPELINING` in its `EHLO` answer (and pipelining is safe here).
     pipelining: AtomicBool,
     /// Still reading the greeting and `EHLO` answers, looking for `PIPELINING` (never, on
@@ -301,6 +523,7 @@ impl WireState {
     fn new(allowed: bool) -> WireState {
         WireState {
             out: Mutex::new(Vec::new()),
+            behind: Mutex::new(Vec::new()),
             pipelining: AtomicBool::new(false),
             sniffing: AtomicBool::new(allowed),
         }
@@ -309,6 +532,11 @@ impl WireState {
     /// Commands to send ahead of lettre's next write, in the same segment.
     fn put_ahead(&self, bytes: &[u8]) {
         self.out.lock().expect("wire lock").extend_from_slice(bytes);
+    }
+
+    /// Commands to send behind lettre's next write, in the same segment.
+    fn put_behind(&self, bytes: &[u8]) {
+        self.behind.lock().expect("wire lock").extend_from_slice(bytes);
     }
 
     /// Looks for an `EHLO` keyword line `250-PIPELINING` / `250 PIPELINING` in `read`.
@@ -348,6 +576,9 @@ impl<S: AsyncTokioStream> Wire<S> {
     /// Writes out everything held, then flushes.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut out = self.state.out.lock().expect("wire lock");
+        if self.sent == 0 && !out.is_empty() {
+            out.append(&mut self.state.behind.lock().expect("wire lock"));
+        }
         while self.sent < out.len() {
             match Pin::new(&mut self.inner).poll_write(cx, &out[self.sent..]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),

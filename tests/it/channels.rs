@@ -143,6 +143,56 @@ async fn after_a_refused_recipient_the_next_message_goes_out_on_a_fresh_connecti
 }
 
 #[tokio::test]
+async fn queued_messages_go_one_round_trip_each_behind_the_previous_content() {
+    let server = SmtpServer::start(None).await;
+    let mut config = smtp_config();
+    config.channels.email.connections = 1;
+    let channels = smtp_channels(&server, &config);
+    let messages: Vec<Outgoing> = (0..20).map(birthday_email).collect();
+    let results = futures_util::future::join_all(messages.iter().map(|m| channels.send(m))).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(server.mails().len(), 20);
+    assert_eq!(server.connections.load(SeqCst), 1);
+    // The first message opens the group; the others wait on the one connection, and each
+    // one's MAIL FROM travels behind the previous one's content (a read can split a
+    // segment now and then, so not all 19 need to be seen that way).
+    let behind = server.behind.load(SeqCst);
+    assert!((10..=19).contains(&behind), "{behind} of 19 messages behind the previous content");
+    let ids: std::collections::HashSet<String> =
+        server.mails().iter().map(|m| header(&mailparse::parse_mail(&m.data).unwrap(), "Message-ID")).collect();
+    assert_eq!(ids.len(), 20, "each message arrived once");
+}
+
+#[tokio::test]
+async fn a_refused_recipient_in_a_pipelined_group_fails_alone_and_the_rest_arrive() {
+    let server = SmtpServer::refusing("550 5.1.1 no such user", |to| to.contains("gone")).await;
+    let mut config = smtp_config();
+    config.channels.email.connections = 1;
+    let channels = smtp_channels(&server, &config);
+    let messages: Vec<Outgoing> = (0..10)
+        .map(|i| {
+            let mut msg = birthday_email(i);
+            if i == 4 {
+                msg.to = "gone@example.com".into();
+            }
+            msg
+        })
+        .collect();
+    let results = futures_util::future::join_all(messages.iter().map(|m| channels.send(m))).await;
+    for (i, result) in results.iter().enumerate() {
+        match (i, result) {
+            (4, Err(SendError::Permanent { reason })) => assert!(reason.contains("no such user"), "{reason}"),
+            (4, other) => panic!("the refused recipient: {other:?}"),
+            (_, result) => assert!(result.is_ok(), "message {i}: {result:?}"),
+        }
+    }
+    assert_eq!(server.mails().len(), 9);
+    // The refusal ends its connection; the messages after it go out on a new one.
+    assert_eq!(server.connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn smtp_5xx_is_permanent_and_4xx_is_transient() {
     let msg = birthday_email(1);
     let server = SmtpServer::start(Some("550 5.1.1 <li.wei@example.com>: no such user")).await;

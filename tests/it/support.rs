@@ -260,7 +260,9 @@ pub async fn insert_members_postgres(pool: &PgPool, members: &[Member]) {
 /// keeps every message it accepts (dot-stuffing undone), counts connections, and answers
 /// `RCPT TO` with `rcpt_reply` (e.g. `"550 5.1.1 no such user"`) when one is given. It
 /// offers `PIPELINING` unless started [`SmtpServer::without_pipelining`], and counts the
-/// messages whose `RCPT TO` had arrived before it answered `MAIL FROM` (pipelined).
+/// messages whose `RCPT TO` had arrived before it answered `MAIL FROM` (pipelined), and
+/// those whose `MAIL FROM` had arrived before it answered the previous message's content
+/// (`behind`: one round trip a message).
 ///
 /// [`SmtpServer::set_down`] makes it drop every connection and refuse to talk (a server
 /// that went away) until it is set up again; `quits` counts the `QUIT`s it heard.
@@ -269,6 +271,7 @@ pub struct SmtpServer {
     pub received: std::sync::Arc<std::sync::Mutex<Vec<ReceivedMail>>>,
     pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub pipelined: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub behind: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub quits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -324,10 +327,11 @@ impl SmtpServer {
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let pipelined = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let behind = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let quits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (store, count, ahead, quit, gone) =
-            (received.clone(), connections.clone(), pipelined.clone(), quits.clone(), down.clone());
+        let (store, count, ahead, following, quit, gone) =
+            (received.clone(), connections.clone(), pipelined.clone(), behind.clone(), quits.clone(), down.clone());
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 if gone.load(Ordering::SeqCst) {
@@ -340,13 +344,14 @@ impl SmtpServer {
                     replies: replies.clone(),
                     pipelining,
                     pipelined: ahead.clone(),
+                    behind: following.clone(),
                     quits: quit.clone(),
                     down: gone.clone(),
                 };
                 tokio::spawn(smtp_session(socket, session));
             }
         });
-        SmtpServer { url, received, connections, pipelined, quits, down, task }
+        SmtpServer { url, received, connections, pipelined, behind, quits, down, task }
     }
 
     /// Takes the server away (`true`: every connection is dropped, new ones closed at
@@ -366,13 +371,14 @@ struct Session {
     replies: Option<RcptReplies>,
     pipelining: bool,
     pipelined: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    behind: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     quits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn smtp_session(socket: tokio::net::TcpStream, session: Session) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let Session { store, replies, pipelining, pipelined, quits, down } = session;
+    let Session { store, replies, pipelining, pipelined, behind, quits, down } = session;
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
     let mut current = ReceivedMail { mail_from: String::new(), rcpt_to: Vec::new(), data: Vec::new() };
@@ -428,6 +434,9 @@ async fn smtp_session(socket: tokio::net::TcpStream, session: Session) {
             store.lock().unwrap().push(current.clone());
             if ahead {
                 pipelined.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            if lines.buffer().starts_with(b"MAIL FROM:") {
+                behind.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             "250 2.0.0 queued\r\n".into()
         } else if upper == "QUIT" {
