@@ -10,7 +10,8 @@
 #
 #   bash benches/ingest.sh            # env: CONNECTIONS (64), DURATION (10, seconds), THREADS (2),
 #                                     # TIDINGS_BENCH_POSTGRES_URL (else the test URL; skip PG when unset),
-#                                     # TIDINGS_BIN (another build to measure, e.g. the previous one)
+#                                     # TIDINGS_BIN (another build to measure, e.g. the previous one),
+#                                     # PG_COLLATE (the new database's LC_COLLATE, e.g. C)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
@@ -50,9 +51,11 @@ kill "$server"; wait "$server" 2>/dev/null || true
 
 if [ -n "$PG" ]; then
   db="tidings_bench_ingest_$$"
-  psql "$PG" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+  create="CREATE DATABASE $db"
+  if [ -n "${PG_COLLATE:-}" ]; then create="$create TEMPLATE template0 LC_COLLATE '$PG_COLLATE'"; fi
+  psql "$PG" -qc "DROP DATABASE IF EXISTS $db" -c "$create" >/dev/null
   serve "${PG%/*}/$db"
-  measure postgres
+  measure "postgres${PG_COLLATE:+ (LC_COLLATE $PG_COLLATE)}"
   kill "$server"; wait "$server" 2>/dev/null || true
   psql "$PG" -qc "DROP DATABASE $db" >/dev/null
 else
