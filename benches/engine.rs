@@ -258,6 +258,7 @@ async fn main() {
     // The same again an hour later as `serve` runs it: the firing, then one tick (take the
     // events, fire the triggers, decide the due runs, send the due deliveries).
     let later = now + chrono::Duration::hours(1);
+    let cpu_before = (smtp_sink::process_cpu("self"), sink.as_ref().map(|(sink, _, _)| sink.cpu()));
     let started = Instant::now();
     let enrolled = engine.enroll(later).await.unwrap();
     let enroll = started.elapsed();
@@ -268,6 +269,18 @@ async fn main() {
         "ticked     {} deliveries from the firing in {end_to_end:.2?} ({}): enroll {enroll:.2?}, then one tick",
         tick.sent,
         per_second(tick.sent, end_to_end)
+    );
+    // What the tick cost in CPU, here (engine, SQLite, rendering) and in smtp-sink: on this
+    // machine's cores, the shortest the tick could take if nothing ever waited.
+    let ours = smtp_sink::process_cpu("self").saturating_sub(cpu_before.0);
+    let theirs = sink.as_ref().zip(cpu_before.1).map_or(Duration::ZERO, |((sink, _, _), before)| sink.cpu() - before);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let floor = (ours + theirs) / cores as u32;
+    println!(
+        "cpu        the tick used {ours:.2?} of CPU here and {theirs:.2?} in smtp-sink: on {cores} cores at least \
+         {floor:.2?} ({} at most); it took {end_to_end:.2?}, the cores {:.0} % busy",
+        per_second(tick.sent, floor),
+        100.0 * floor.as_secs_f64() / end_to_end.as_secs_f64()
     );
     if let Some((_, tools, port)) = &sink {
         let ceiling = smtp_sink::smtp_source(tools, *port, tick.sent.max(1), connections, 2_048);

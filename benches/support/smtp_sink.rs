@@ -31,6 +31,29 @@ impl Drop for Sink {
     }
 }
 
+impl Sink {
+    /// The CPU time `smtp-sink` has used so far.
+    #[allow(dead_code)] // not every bench that includes this file counts CPU
+    pub fn cpu(&self) -> Duration {
+        process_cpu(&self.0.id().to_string())
+    }
+}
+
+/// The CPU time (user + system, all threads) process `pid` has used so far; `"self"` for
+/// this one. From `/proc/PID/stat`, in clock ticks.
+#[allow(dead_code)]
+pub fn process_cpu(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start at the state (3):
+    // utime and stime are fields 14 and 15.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
 /// A loopback port nothing listens on.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
