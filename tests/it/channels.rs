@@ -165,6 +165,35 @@ async fn queued_messages_go_one_round_trip_each_behind_the_previous_content() {
 }
 
 #[tokio::test]
+async fn a_send_dropped_before_its_turn_never_goes_out() {
+    // The engine drops (aborts) the sends of a batch whose outcomes it cannot record: a
+    // message still waiting for a connection then must not be sent, or nobody would know.
+    let server = SmtpServer::start(None).await;
+    let mut config = smtp_config();
+    config.channels.email.connections = 1;
+    let channels = smtp_channels(&server, &config);
+    let messages: Vec<Outgoing> = (0..10).map(birthday_email).collect();
+    let mut sends: Vec<_> = messages.iter().map(|m| Box::pin(channels.send(m))).collect();
+    // Polled once, each send queues its message; the connection's task has not run yet.
+    for send in &mut sends {
+        assert!(futures_util::poll!(send.as_mut()).is_pending());
+    }
+    sends.truncate(5);
+    for (i, sent) in futures_util::future::join_all(sends).await.into_iter().enumerate() {
+        assert!(sent.is_ok(), "message {i}: {sent:?}");
+    }
+    // One more after them on the same connection: when it is through, anything queued
+    // before it is too.
+    channels.send(&birthday_email(10)).await.unwrap();
+    let ids: Vec<String> =
+        server.mails().iter().map(|m| header(&mailparse::parse_mail(&m.data).unwrap(), "Message-ID")).collect();
+    assert_eq!(ids.len(), 6, "only the sends still awaited went out: {ids:?}");
+    for i in 5..10 {
+        assert!(!ids.iter().any(|id| id.starts_with(&format!("<delivery-{i}."))), "message {i} went out: {ids:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_refused_recipient_in_a_pipelined_group_fails_alone_and_the_rest_arrive() {
     let server = SmtpServer::refusing("550 5.1.1 no such user", |to| to.contains("gone")).await;
     let mut config = smtp_config();
