@@ -378,8 +378,19 @@ impl Shared {
         Ok(Conn { smtp: conn, wire })
     }
 
-    fn timed_out(&self) -> SendError {
-        SendError::unavailable(format!("the SMTP server did not answer within {:?}", self.settings.timeout), None)
+    /// One step of a message's exchange within the per-message timeout, its failure
+    /// classified ([`classify`]; no answer in time is the provider's).
+    async fn within<T>(
+        &self,
+        step: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+    ) -> Result<T, SendError> {
+        match tokio::time::timeout(self.settings.timeout, step).await {
+            Ok(result) => result.map_err(|error| classify(&error)),
+            Err(_) => Err(SendError::unavailable(
+                format!("the SMTP server did not answer within {:?}", self.settings.timeout),
+                None,
+            )),
+        }
     }
 }
 
@@ -400,66 +411,33 @@ impl Conn {
     /// from the queue but not started.
     async fn deliver(&mut self, pool: &Shared, job: Job) -> (bool, Option<Job>) {
         let Some(commands) = self.commands(&job) else {
-            let sent = tokio::time::timeout(pool.settings.timeout, self.smtp.send(&job.envelope, &job.email)).await;
-            return match sent {
-                Ok(Ok(response)) => {
-                    job.answer(Ok(response));
-                    (true, None)
-                }
-                Ok(Err(error)) => {
-                    job.answer(Err(classify(&error)));
-                    (false, None)
-                }
-                Err(_) => {
-                    job.answer(Err(pool.timed_out()));
-                    (false, None)
-                }
-            };
+            let sent = pool.within(self.smtp.send(&job.envelope, &job.email)).await;
+            let kept = sent.is_ok();
+            job.answer(sent);
+            return (kept, None);
         };
         self.wire.put_ahead(commands.as_bytes());
         let mut current = job;
         loop {
             // `current`'s commands are written: read their answers.
-            match tokio::time::timeout(pool.settings.timeout, self.opened(&current)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    // The server may be waiting for content (a 354 after a refused
-                    // recipient), so not even `QUIT` would be heard: the connection goes.
-                    current.answer(Err(classify(&error)));
-                    return (false, None);
-                }
-                Err(_) => {
-                    current.answer(Err(pool.timed_out()));
-                    return (false, None);
-                }
+            if let Err(error) = pool.within(self.opened(&current)).await {
+                // The server may be waiting for content (a 354 after a refused recipient),
+                // so not even `QUIT` would be heard: the connection goes.
+                current.answer(Err(error));
+                return (false, None);
             }
             if current.abandoned() {
                 // Past its 354 a message can only be sent or cut off with the connection.
                 return (false, None);
             }
             let next = pool.try_next();
-            let behind = match &next {
-                Some(next) => self.commands(next),
-                None => None,
-            };
+            let behind = next.as_ref().and_then(|next| self.commands(next));
             if let Some(commands) = &behind {
                 self.wire.put_behind(commands.as_bytes());
             }
-            let sent = tokio::time::timeout(pool.settings.timeout, self.smtp.message(&current.email)).await;
-            let kept = match sent {
-                Ok(Ok(response)) => {
-                    current.answer(Ok(response));
-                    true
-                }
-                Ok(Err(error)) => {
-                    current.answer(Err(classify(&error)));
-                    false
-                }
-                Err(_) => {
-                    current.answer(Err(pool.timed_out()));
-                    false
-                }
-            };
+            let sent = pool.within(self.smtp.message(&current.email)).await;
+            let kept = sent.is_ok();
+            current.answer(sent);
             match (next, behind.is_some()) {
                 (Some(next), true) if kept => current = next,
                 (Some(next), true) => {

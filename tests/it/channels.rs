@@ -50,6 +50,13 @@ fn smtp_channels(server: &SmtpServer, config: &Config) -> Channels {
     Channels::from_config(config, |key| (key == "TIDINGS_SMTP_URL").then(|| server.url.clone())).unwrap()
 }
 
+/// Email over SMTP to `server` on a single connection, so queued messages share it.
+fn one_connection(server: &SmtpServer) -> Channels {
+    let mut config = smtp_config();
+    config.channels.email.connections = 1;
+    smtp_channels(server, &config)
+}
+
 fn header(mail: &mailparse::ParsedMail<'_>, name: &str) -> String {
     use mailparse::MailHeaderMap;
     mail.headers.get_first_value(name).unwrap_or_else(|| panic!("no {name} header"))
@@ -145,9 +152,7 @@ async fn after_a_refused_recipient_the_next_message_goes_out_on_a_fresh_connecti
 #[tokio::test]
 async fn queued_messages_go_one_round_trip_each_behind_the_previous_content() {
     let server = SmtpServer::start(None).await;
-    let mut config = smtp_config();
-    config.channels.email.connections = 1;
-    let channels = smtp_channels(&server, &config);
+    let channels = one_connection(&server);
     let messages: Vec<Outgoing> = (0..20).map(birthday_email).collect();
     let results = futures_util::future::join_all(messages.iter().map(|m| channels.send(m))).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -169,9 +174,7 @@ async fn a_send_dropped_before_its_turn_never_goes_out() {
     // The engine drops (aborts) the sends of a batch whose outcomes it cannot record: a
     // message still waiting for a connection then must not be sent, or nobody would know.
     let server = SmtpServer::start(None).await;
-    let mut config = smtp_config();
-    config.channels.email.connections = 1;
-    let channels = smtp_channels(&server, &config);
+    let channels = one_connection(&server);
     let messages: Vec<Outgoing> = (0..10).map(birthday_email).collect();
     let mut sends: Vec<_> = messages.iter().map(|m| Box::pin(channels.send(m))).collect();
     // Polled once, each send queues its message; the connection's task has not run yet.
@@ -196,9 +199,7 @@ async fn a_send_dropped_before_its_turn_never_goes_out() {
 #[tokio::test]
 async fn a_refused_recipient_in_a_pipelined_group_fails_alone_and_the_rest_arrive() {
     let server = SmtpServer::refusing("550 5.1.1 no such user", |to| to.contains("gone")).await;
-    let mut config = smtp_config();
-    config.channels.email.connections = 1;
-    let channels = smtp_channels(&server, &config);
+    let channels = one_connection(&server);
     let messages: Vec<Outgoing> = (0..10)
         .map(|i| {
             let mut msg = birthday_email(i);
