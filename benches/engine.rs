@@ -186,6 +186,13 @@ fn memory_mib(pid: u32, field: &str) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    // On a runtime worker, as `serve` runs its engine (in a spawned task): on the thread
+    // that blocks on `main` every task the engine spawns would go through the runtime's
+    // shared queue and wake a worker, a shape `serve` never has.
+    tokio::spawn(bench()).await.unwrap();
+}
+
+async fn bench() {
     let members: u64 = std::env::var("TIDINGS_BENCH_MEMBERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let database_url = database::database(dir.path(), "tidings_bench_engine").await;
@@ -226,31 +233,55 @@ async fn main() {
     assert_eq!(before, 0, "nothing fires before 10:00 Shanghai");
     println!("refresh    lifecycle, CLV and RFM of {members} members (once a day) in {:.2?}", started.elapsed());
 
-    let started = Instant::now();
+    // Each phase's CPU in this process, per member, run or email it handled.
+    let cpu_each = |before: Duration, n: usize| {
+        let used = smtp_sink::process_cpu("self").saturating_sub(before);
+        format!("{:.0} µs of CPU each", used.as_secs_f64() * 1e6 / n.max(1) as f64)
+    };
+    let (started, cpu) = (Instant::now(), smtp_sink::process_cpu("self"));
     let enrolled = engine.enroll(now).await.unwrap();
     let enroll = started.elapsed();
-    println!("enroll     {enrolled} of {members} members in {enroll:.2?} ({})", per_second(enrolled as usize, enroll));
+    println!(
+        "enroll     {enrolled} of {members} members in {enroll:.2?} ({}; {})",
+        per_second(enrolled as usize, enroll),
+        cpu_each(cpu, enrolled as usize)
+    );
 
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), smtp_sink::process_cpu("self"));
     let advanced = engine.advance(now).await.unwrap();
     let advance = started.elapsed();
-    println!("advance    {advanced} runs in {advance:.2?} ({})", per_second(advanced, advance));
+    println!(
+        "advance    {advanced} runs in {advance:.2?} ({}; {})",
+        per_second(advanced, advance),
+        cpu_each(cpu, advanced)
+    );
 
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), smtp_sink::process_cpu("self"));
+    let sink_cpu = sink.as_ref().map(|(sink, _, _)| sink.cpu());
     let sent = engine.send(now).await.unwrap();
     let send = started.elapsed();
     let to = if outbox { "written to the outbox" } else { "sent into smtp-sink" };
-    println!("send       {sent} emails rendered and {to} in {send:.2?} ({})", per_second(sent, send));
+    let sink_each = sink.as_ref().zip(sink_cpu).map_or(String::new(), |((sink, _, _), before)| {
+        format!(", smtp-sink {:.0} µs", (sink.cpu() - before).as_secs_f64() * 1e6 / sent.max(1) as f64)
+    });
+    println!(
+        "send       {sent} emails rendered and {to} in {send:.2?} ({}; {}{sink_each})",
+        per_second(sent, send),
+        cpu_each(cpu, sent)
+    );
     println!("deliveries {:?}", count_by_status(&store).await);
     let end_to_end = enroll + advance + send;
     println!("end-to-end {sent} deliveries from the firing in {end_to_end:.2?} ({})", per_second(sent, end_to_end));
     // The ceiling, in the same run: Postfix's own client into the same sink, as many
     // messages over as many sessions, ~2 KB each (our offer email is about that size).
     if let Some((_, tools, port)) = &sink {
+        let cpu = smtp_sink::ended_children_cpu();
         let ceiling = smtp_sink::smtp_source(tools, *port, sent.max(1), connections, 2_048);
+        let source_each = (smtp_sink::ended_children_cpu() - cpu).as_secs_f64() * 1e6 / sent.max(1) as f64;
         let ours = sent as f64 / end_to_end.as_secs_f64();
         println!(
-            "ceiling    smtp-source, {connections} sessions, 2 KB: {ceiling:.0}/s; end to end is {:.2}× that",
+            "ceiling    smtp-source, {connections} sessions, 2 KB: {ceiling:.0}/s ({source_each:.0} µs of CPU a \
+             message); end to end is {:.2}× that",
             ours / ceiling
         );
     }
@@ -259,6 +290,7 @@ async fn main() {
     // events, fire the triggers, decide the due runs, send the due deliveries).
     let later = now + chrono::Duration::hours(1);
     let cpu_before = (smtp_sink::process_cpu("self"), sink.as_ref().map(|(sink, _, _)| sink.cpu()));
+    let switches_before = smtp_sink::context_switches();
     let started = Instant::now();
     let enrolled = engine.enroll(later).await.unwrap();
     let enroll = started.elapsed();
@@ -281,6 +313,15 @@ async fn main() {
          {floor:.2?} ({} at most); it took {end_to_end:.2?}, the cores {:.0} % busy",
         per_second(tick.sent, floor),
         100.0 * floor.as_secs_f64() / end_to_end.as_secs_f64()
+    );
+    let switches = smtp_sink::context_switches();
+    let (waits, preempted) = (switches.0 - switches_before.0, switches.1 - switches_before.1);
+    let per = |n: u64| n as f64 / tick.sent.max(1) as f64;
+    println!(
+        "switches   this process's threads gave up a core {waits} times waiting and were preempted {preempted} \
+         times: {:.1} and {:.1} a message",
+        per(waits),
+        per(preempted)
     );
     if let Some((_, tools, port)) = &sink {
         let ceiling = smtp_sink::smtp_source(tools, *port, tick.sent.max(1), connections, 2_048);

@@ -54,6 +54,27 @@ pub fn process_cpu(pid: &str) -> Duration {
     Duration::from_secs_f64(ticks as f64 / per_second as f64)
 }
 
+/// How many times this process's threads, the ones gone included, gave up a core:
+/// waiting (voluntary) and preempted, from `getrusage`.
+#[allow(dead_code)] // not every bench that includes this file counts switches
+pub fn context_switches() -> (u64, u64) {
+    // SAFETY: `getrusage` writes the struct it is given, which is zeroed and ours.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    (usage.ru_nvcsw as u64, usage.ru_nivcsw as u64)
+}
+
+/// CPU used by this process's children that have ended and been waited for (user and
+/// system), from `getrusage`: around one `smtp-source` run, that run's own CPU.
+#[allow(dead_code)] // not every bench that includes this file counts CPU
+pub fn ended_children_cpu() -> Duration {
+    // SAFETY: `getrusage` writes the struct it is given, which is zeroed and ours.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
 /// A loopback port nothing listens on.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
