@@ -75,6 +75,20 @@ pub fn ended_children_cpu() -> Duration {
     Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
+/// CPU used so far by every process whose command name is `name` (e.g. the local
+/// PostgreSQL server's backends, all named `postgres`): a sum over `/proc`. A process that
+/// ends between two readings takes its share out of the later one.
+#[allow(dead_code)] // not every bench that includes this file counts a server's CPU
+pub fn named_processes_cpu(name: &str) -> Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Duration::ZERO };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|comm| comm.trim_end() == name))
+        .map(|e| process_cpu(e.file_name().to_str().unwrap_or_default()))
+        .sum()
+}
+
 /// A loopback port nothing listens on.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
