@@ -184,6 +184,11 @@ fn memory_mib(pid: u32, field: &str) -> f64 {
     kib / 1024.0
 }
 
+/// `used` spread over `n` items, in microseconds each.
+fn micros_each(used: Duration, n: usize) -> f64 {
+    used.as_secs_f64() * 1e6 / n.max(1) as f64
+}
+
 #[tokio::main]
 async fn main() {
     // On a runtime worker, as `serve` runs its engine (in a spawned task): on the thread
@@ -235,8 +240,7 @@ async fn bench() {
 
     // Each phase's CPU in this process, per member, run or email it handled.
     let cpu_each = |before: Duration, n: usize| {
-        let used = smtp_sink::process_cpu("self").saturating_sub(before);
-        format!("{:.0} µs of CPU each", used.as_secs_f64() * 1e6 / n.max(1) as f64)
+        format!("{:.0} µs of CPU each", micros_each(smtp_sink::process_cpu("self").saturating_sub(before), n))
     };
     let (started, cpu) = (Instant::now(), smtp_sink::process_cpu("self"));
     let enrolled = engine.enroll(now).await.unwrap();
@@ -262,7 +266,7 @@ async fn bench() {
     let send = started.elapsed();
     let to = if outbox { "written to the outbox" } else { "sent into smtp-sink" };
     let sink_each = sink.as_ref().zip(sink_cpu).map_or(String::new(), |((sink, _, _), before)| {
-        format!(", smtp-sink {:.0} µs", (sink.cpu() - before).as_secs_f64() * 1e6 / sent.max(1) as f64)
+        format!(", smtp-sink {:.0} µs", micros_each(sink.cpu() - before, sent))
     });
     println!(
         "send       {sent} emails rendered and {to} in {send:.2?} ({}; {}{sink_each})",
@@ -277,7 +281,7 @@ async fn bench() {
     if let Some((_, tools, port)) = &sink {
         let cpu = smtp_sink::ended_children_cpu();
         let ceiling = smtp_sink::smtp_source(tools, *port, sent.max(1), connections, 2_048);
-        let source_each = (smtp_sink::ended_children_cpu() - cpu).as_secs_f64() * 1e6 / sent.max(1) as f64;
+        let source_each = micros_each(smtp_sink::ended_children_cpu() - cpu, sent);
         let ours = sent as f64 / end_to_end.as_secs_f64();
         println!(
             "ceiling    smtp-source, {connections} sessions, 2 KB: {ceiling:.0}/s ({source_each:.0} µs of CPU a \

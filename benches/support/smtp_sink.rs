@@ -58,9 +58,7 @@ pub fn process_cpu(pid: &str) -> Duration {
 /// waiting (voluntary) and preempted, from `getrusage`.
 #[allow(dead_code)] // not every bench that includes this file counts switches
 pub fn context_switches() -> (u64, u64) {
-    // SAFETY: `getrusage` writes the struct it is given, which is zeroed and ours.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let usage = rusage(libc::RUSAGE_SELF);
     (usage.ru_nvcsw as u64, usage.ru_nivcsw as u64)
 }
 
@@ -68,11 +66,18 @@ pub fn context_switches() -> (u64, u64) {
 /// system), from `getrusage`: around one `smtp-source` run, that run's own CPU.
 #[allow(dead_code)] // not every bench that includes this file counts CPU
 pub fn ended_children_cpu() -> Duration {
-    // SAFETY: `getrusage` writes the struct it is given, which is zeroed and ours.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let usage = rusage(libc::RUSAGE_CHILDREN);
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+/// `getrusage(who)`: this process (`RUSAGE_SELF`) or its ended children.
+#[allow(dead_code)] // not every bench that includes this file reads it
+fn rusage(who: libc::c_int) -> libc::rusage {
+    // SAFETY: `getrusage` writes the struct it is given, which is zeroed and ours.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut usage) };
+    usage
 }
 
 /// CPU used so far by every process whose command name is `name` (e.g. the local
